@@ -1,0 +1,225 @@
+"""The APO objective and its baselines, as pure tensor functions.
+
+Anchored Policy Optimization (Wang et al., ICML 2026, arXiv 2602.05717) changes one line
+of GRPO: on tokens of *wrong* completions it replaces the importance ratio rho by a
+rectified ratio that pushes the wrong token down (lam) and pulls probability mass onto the
+reference model's other top-K candidates (beta). Everything else -- group advantages, the
+PPO clip, the aggregation -- is GRPO's. This file is only that objective; sampling and model
+forward passes live in rollout.py, the loop in train.py, a CPU demo in toy/tree_demo.py.
+
+Run the worked examples:  python -m doctest apo.py -v      (or: python apo.py)
+
+The objective (APO_SPEC.md §1, §3, §4), per completion token t of completion i
+---------------------------------------------------------------------------
+    A_i        = (R_i - mean_j R_j) / (std_j R_j + eps)               group advantage
+    rho_t      = pi_theta(y_t|s_t) / pi_old(y_t|s_t)                  importance ratio
+    S(s_t)     = TopK(pi_ref(.|s_t)) minus {y_t}                       exclusive anchors
+    Z_ref      = sum_{k in S} pi_ref(k|s_t)                            constant
+    r_anchor_t = (1/Z_ref) * sum_{k in S} pi_theta(k|s_t)              virtual anchor ratio
+    r~_t       = lam * rho_t - beta * r_anchor_t   if A_i < 0,  else rho_t
+    L_t        = -min(r~_t * A_i, clip(r~_t, 1-eps_low, 1+eps_high) * A_i)
+    grpo_kl    adds kl_coef * k3_t on every token; kl_on_wrong only where A_i < 0, with
+    k3_t       = exp(log pi_ref - log pi_theta) - (log pi_ref - log pi_theta) - 1
+
+| symbol                     | variable                                  | shape     |
+|----------------------------|-------------------------------------------|-----------|
+| R_i                        | rewards                                   | (B, G)    |
+| A_i                        | adv                                       | (N,)      |
+| log pi_theta(y_t)          | logp             (with grad)              | (N, T)    |
+| log pi_old(y_t)            | old_logp         (constant)               | (N, T)    |
+| log pi_ref(y_t)            | ref_logp         (constant)               | (N, T)    |
+| log pi_theta(k), k in TopK | anchor_logp      (with grad)              | (N, T, K) |
+| pi_ref(k), k in TopK       | ref_topk_logp.exp()  (constant)           | (N, T, K) |
+| [k == y_t]                 | anchor_is_sampled                         | (N, T, K) |
+| rho_t, r~_t, r_anchor_t    | ratio, rect_ratio, r_anchor               | (N, T)    |
+| lam, beta, kl_coef         | lam, beta, kl_coef                        | scalars   |
+| eps_low, eps_high          | clip_low, clip_high                       | scalars   |
+
+Decisions where the paper is silent (APO_SPEC.md "Decisions")
+--------------------------------------------------------------
+1. r~ replaces rho *inside* the PPO clip. At the start r~ = lam - beta = 0.95: in the band.
+   A consequence worth knowing: once beta * r_anchor > lam - (1 - eps_low) (for example
+   beta >= 0.3 with the default clip) a wrong token's r~ leaves the band at ratio 1 and
+   its whole gradient, push and pull, is clipped to zero.
+2. No KL term in APO, no entropy bonus.
+3. Reference probabilities and top-K ids come from the same temperature-scaled logits as
+   the policy's (the caller divides both by the sampling temperature).
+4. If S is empty (K = 1 and y_t is the reference top-1) the pull there is 0; Z_ref is
+   clamped only against division by zero (1e-12).
+5. Aggregation `token_mean` by default; also `seq_mean` and `constant` (see `aggregate`).
+6. Advantages are std-normalised by default (unbiased std, as TRL and verl), eps = 1e-6;
+   `std_normalize=False` gives Dr. GRPO's mean-only baseline.
+"""
+
+import torch
+
+EPS_STD = 1e-6  # added to the group std; all-equal groups then get exactly A = 0
+Z_REF_MIN = 1e-12  # Decision 4: guards 0/0 when every anchor is the sampled token
+KINDS = ("grpo", "grpo_kl", "kl_on_wrong", "apo")
+AGGS = ("token_mean", "seq_mean", "constant")
+
+
+# ----------------------------------------------------------------------------- advantages
+
+def group_advantages(rewards, std_normalize=True, eps=EPS_STD):
+    """Group-relative advantages (APO_SPEC §1): rewards (B, G) -> advantages (B, G).
+
+    >>> group_advantages(torch.tensor([[1., 0., 0., 1.], [1., 1., 1., 1.]]))
+    tensor([[ 0.8660, -0.8660, -0.8660,  0.8660],
+            [ 0.0000,  0.0000,  0.0000,  0.0000]])
+    """
+    if rewards.dim() != 2 or rewards.shape[1] < 2:
+        raise ValueError(f"rewards must be (B, G) with G >= 2, got shape {tuple(rewards.shape)}")
+    rewards = rewards.float()
+    adv = rewards - rewards.mean(dim=1, keepdim=True)  # (B, G)
+    if std_normalize:
+        adv = adv / (rewards.std(dim=1, keepdim=True) + eps)  # (B, G) unbiased std, as TRL
+    return adv
+
+
+# ------------------------------------------------------------ log-probs without log_softmax
+
+def gather_logp(logits, ids):
+    """log softmax(logits) at `ids`, without building the full log-softmax tensor.
+
+    logits (..., V) of any float dtype; ids (..., K) long -> (..., K) float32 log-probs.
+    Only the K gathered logits and one logsumexp per row are kept in float32, so a
+    (N, T, V) bf16 logits tensor never gets a float32 (N, T, V) twin. The caller chunks
+    over rows to bound the logsumexp's own workspace (rollout.py).
+
+    >>> logits = torch.tensor([[2.0, 1.0, 0.0]])
+    >>> gather_logp(logits, torch.tensor([[0, 2]]))
+    tensor([[-0.4076, -2.4076]])
+    """
+    lse = torch.logsumexp(logits.float(), dim=-1, keepdim=True)  # (..., 1)
+    return logits.gather(-1, ids).float() - lse  # (..., K) log pi at ids
+
+
+def topk_logp(logits, k):
+    """The K most likely ids and their log-probs: logits (..., V) -> ids, logp (..., K).
+
+    Used on the reference model's (temperature-scaled) logits to define the safe manifold.
+
+    >>> ids, logp = topk_logp(torch.tensor([[0.0, 3.0, 1.0]]), 2)
+    >>> ids, logp.exp()
+    (tensor([[1, 2]]), tensor([[0.8438, 0.1142]]))
+    """
+    vals, ids = logits.topk(k, dim=-1)  # (..., K) raw logits, ids sorted by probability
+    lse = torch.logsumexp(logits.float(), dim=-1, keepdim=True)  # (..., 1)
+    return ids, vals.float() - lse  # (..., K) long, (..., K) float32 log pi_ref
+
+
+# ---------------------------------------------------------------------------- aggregation
+
+def loss_denom(mask, agg="token_mean", max_len=None):
+    """The divisor `aggregate` uses for a full step; pass it as `denom` to every micro-batch.
+
+    token_mean: number of valid tokens; seq_mean: number of completions; constant:
+    completions * max_len (max_len defaults to the padded length T).
+    """
+    if agg == "token_mean":
+        return mask.sum().item()
+    if agg == "seq_mean":
+        return float(mask.shape[0])
+    if agg == "constant":
+        return float(mask.shape[0] * (max_len if max_len is not None else mask.shape[1]))
+    raise ValueError(f"agg must be one of {AGGS}, got {agg!r}")
+
+
+def aggregate(per_token, mask, agg="token_mean", max_len=None, denom=None):
+    """Reduce a per-token loss (N, T) to a scalar, the one place that does so.
+
+    token_mean  sum over all valid tokens / number of valid tokens (default; every token of
+                the step weighs the same, whatever the completion length or micro-batching)
+    seq_mean    mean over each completion's tokens, then mean over completions (GRPO paper)
+    constant    sum / (N * max_len) (Dr. GRPO: no length normalisation)
+    `denom` replaces the divisor (token count, completion count or N * max_len) so that the
+    losses of micro-batches, each given the full step's `loss_denom`, add up to the full loss.
+
+    The value itself means little: with ratio 1 the surrogate averages -A over tokens, which
+    sits near 0 by construction. Watch the reward and pass@k, not this number.
+    """
+    mask = mask.to(per_token.dtype)  # (N, T) 1.0 on completion tokens (EOS included)
+    if agg == "seq_mean":
+        lengths = mask.sum(dim=1).clamp_min(1.0)  # (N,) valid tokens per completion
+        total = ((per_token * mask).sum(dim=1) / lengths).sum()  # sum of per-seq means
+    elif agg in ("token_mean", "constant"):
+        total = (per_token * mask).sum()
+    else:
+        raise ValueError(f"agg must be one of {AGGS}, got {agg!r}")
+    if denom is None:
+        denom = loss_denom(mask, agg, max_len)
+    return total / max(denom, 1.0)  # max: a step with no valid token gives 0, not nan
+
+
+# --------------------------------------------------------------------------- the losses
+
+def _masked_mean(x, mask):
+    return ((x * mask).sum() / mask.sum().clamp_min(1.0)).item()
+
+
+def anchor_ratio(anchor_logp, ref_topk_logp, anchor_is_sampled):
+    """r_anchor (N, T) = (1/Z_ref) sum_{k in S} pi_theta(k), with S = TopK minus {y_t}."""
+    in_s = (~anchor_is_sampled).to(anchor_logp.dtype)  # (N, T, K) 1.0 on anchors in S
+    z_ref = (ref_topk_logp.exp() * in_s).sum(-1).clamp_min(Z_REF_MIN)  # (N, T) const
+    anchor_mass = (anchor_logp.exp() * in_s).sum(-1)  # (N, T) sum_S pi_theta, with grad
+    return anchor_mass / z_ref  # (N, T); 0 where S is empty (Decision 4)
+
+
+def policy_loss(logp, old_logp, adv, mask, kind="apo", *, ref_logp=None, anchor_logp=None,
+                ref_topk_logp=None, anchor_is_sampled=None, beta=0.1, lam=1.05,
+                kl_coef=1e-3, clip_low=0.2, clip_high=0.2, agg="token_mean",
+                max_len=None, denom=None):
+    """The clipped policy-gradient loss of `kind` and a dict of float metrics.
+
+    Shapes as APO_SPEC §7: logp, old_logp, ref_logp, mask (N, T); adv (N,); anchor_logp,
+    ref_topk_logp, anchor_is_sampled (N, T, K). Only logp and anchor_logp carry gradients;
+    the rest are treated as constants. Inputs a kind does not use are ignored.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    needs = {"apo": ("anchor_logp", "ref_topk_logp", "anchor_is_sampled"),
+             "grpo_kl": ("ref_logp",), "kl_on_wrong": ("ref_logp",)}.get(kind, ())
+    given = {"anchor_logp": anchor_logp, "ref_topk_logp": ref_topk_logp,
+             "anchor_is_sampled": anchor_is_sampled, "ref_logp": ref_logp}
+    missing = [name for name in needs if given[name] is None]
+    if missing:
+        raise ValueError(f"kind={kind!r} needs {', '.join(missing)}; pass them from the reference pass")
+    maskf = mask.to(logp.dtype)  # (N, T) 1.0 on completion tokens
+    A = adv.detach().to(logp.dtype)[:, None]  # (N, 1) broadcast over tokens
+    neg = A < 0  # (N, 1) tokens of worse-than-average completions
+    ratio = torch.exp(logp - old_logp.detach())  # (N, T) rho; exactly 1 on the first pass
+    metrics = {"ratio_mean": _masked_mean(ratio.detach(), maskf)}
+
+    if kind == "apo":
+        r_anchor = anchor_ratio(anchor_logp, ref_topk_logp.detach(), anchor_is_sampled)
+        rect = lam * ratio - beta * r_anchor  # (N, T) r~: push y_t down, pull anchors up
+        used = torch.where(neg, rect, ratio)  # (N, T) positives keep plain rho
+        neg_mask = maskf * neg.to(maskf.dtype)  # (N, T) tokens the pull acts on
+        metrics["r_anchor"] = (_masked_mean(r_anchor.detach(), neg_mask)
+                               if neg_mask.sum() > 0 else float("nan"))
+        metrics["safe_mass"] = _masked_mean(anchor_logp.detach().exp().sum(-1), maskf)
+    else:
+        used = ratio
+
+    # PPO clip (APO_SPEC §1, Decision 1): the min makes the clip pessimistic.
+    unclipped = used * A  # (N, T)
+    clipped = used.clamp(1 - clip_low, 1 + clip_high) * A  # (N, T)
+    per_token = -torch.min(unclipped, clipped)  # (N, T) L_t
+    metrics["clip_frac"] = _masked_mean((clipped < unclipped).to(maskf.dtype), maskf)
+
+    if kind in ("grpo_kl", "kl_on_wrong"):
+        log_r = ref_logp.detach() - logp  # (N, T) log pi_ref/pi_theta at y_t
+        k3 = torch.exp(log_r) - log_r - 1  # (N, T) Schulman's k3 >= 0, verl's low_var_kl
+        where = torch.ones_like(A) if kind == "grpo_kl" else neg.to(A.dtype)  # (N, 1)
+        per_token = per_token + kl_coef * k3 * where  # (N, T) KL added per token
+        metrics["kl"] = _masked_mean(k3.detach(), maskf)
+
+    loss = aggregate(per_token, maskf, agg, max_len, denom)
+    metrics["tokens"] = maskf.sum().item()
+    return loss, metrics
+
+
+if __name__ == "__main__":
+    import doctest
+    print(doctest.testmod())
