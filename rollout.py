@@ -1,0 +1,304 @@
+"""Sampling G completions per prompt from a Hugging Face causal LM, and the lean forward passes.
+
+Used by train.py (rollouts, policy and reference log-probs) and eval.py (sampling for pass@k).
+Try it on any local or hub model:
+    python rollout.py --model Qwen/Qwen2.5-Math-1.5B --problem "What is 3 + 4?" --group-size 4
+
+What it implements (APO_SPEC §1, §3, §7):
+- prompts through the tokenizer's chat template when it has one (Qwen2.5-Math style: the
+  problem, then "Please reason step by step, and put your final answer within \\boxed{}."),
+  a plain "Question/Answer" template otherwise; left padding, so that every completion
+  starts at the same column P and one `logits_to_keep` covers all completion positions;
+- G sampled completions per prompt, a completion mask that keeps the EOS token (the model
+  must learn to stop) and drops what follows it, found from the first EOS rather than from the
+  pad id, so it is right also when pad == EOS (Qwen2.5-Math base models);
+- per completion token, log pi(y_t) of the sampled token, and for the reference its top-K ids
+  and log-probs, without a float32 (N, T, V) tensor: only completion positions are kept, the
+  batch is chunked over sequences, and log-probs are `gathered logit - logsumexp`.
+
+Departures and choices, with reasons:
+1. Sampling is `generate` with every distribution-changing knob pinned off (top_k=0,
+   repetition penalty 1, ...): RL's ratio assumes samples come from pi_theta/temperature.
+   A model's own generation_config (often top_k=50 or a repetition penalty) is overridden.
+2. Position ids are rebuilt from the attention mask in our forward passes, exactly as
+   `generate` does for left-padded prompts; without them the scores would not be those of the
+   distribution that sampled the tokens.
+3. Under autograd the logsumexp keeps a float32 copy of one micro-batch's logits for its
+   backward; the micro-batch size bounds that (train.py --micro-batch-size).
+"""
+
+import argparse
+import os
+from dataclasses import dataclass
+
+import torch
+from transformers import GenerationConfig
+
+import apo
+
+PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
+PLAIN_TEMPLATE = "Question: {problem}\n{suffix}\nAnswer:"  # for tokenizers without a chat template
+LOGSUMEXP_TOKENS = 256  # completion positions per logsumexp piece: bounds the float32 workspace
+# Every knob that would change the sampling distribution, set to "off" (departure 1).
+NEUTRAL_SAMPLING = dict(top_k=0, min_p=None, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0,
+                        repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
+                        renormalize_logits=False, suppress_tokens=None, begin_suppress_tokens=None,
+                        bad_words_ids=None, forced_bos_token_id=None, forced_eos_token_id=None)
+
+
+@dataclass
+class Rollout:
+    """G completions for each of B prompts, N = B*G rows, prompt i's rows contiguous."""
+    input_ids: torch.Tensor        # (N, P+T) left-padded prompt, then completion
+    attention_mask: torch.Tensor   # (N, P+T) 1 on prompt tokens and valid completion tokens
+    completion_ids: torch.Tensor   # (N, T) sampled tokens; after EOS: padding
+    completion_mask: torch.Tensor  # (N, T) float 1.0 up to and including the first EOS
+    truncated: torch.Tensor        # (N,) bool: no EOS within max_new_tokens
+    prompt_index: torch.Tensor     # (N,) which prompt each row answers
+    texts: list                    # N decoded completions (special tokens removed)
+
+    @property
+    def prompt_len(self):
+        return self.input_ids.shape[1] - self.completion_ids.shape[1]
+
+    def rows(self, idx):
+        """The same rollout restricted to rows `idx` (a slice or index tensor)."""
+        ids = torch.arange(len(self.texts))[idx].tolist()
+        return Rollout(self.input_ids[idx], self.attention_mask[idx], self.completion_ids[idx],
+                       self.completion_mask[idx], self.truncated[idx], self.prompt_index[idx],
+                       [self.texts[i] for i in ids])
+
+
+# -------------------------------------------------------------------------------- prompts
+
+def format_prompt(tokenizer, problem):
+    """The text the model sees for one problem: chat template if the tokenizer has one."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": f"{problem}\n{PROMPT_SUFFIX}"}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return PLAIN_TEMPLATE.format(problem=problem, suffix=PROMPT_SUFFIX)
+
+
+def eos_ids(model, tokenizer):
+    """Every token id that ends a completion (generation_config may list several)."""
+    ids = model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    if not ids:
+        raise ValueError("the tokenizer and model define no EOS token; set tokenizer.eos_token")
+    return sorted(ids)
+
+
+def completion_mask(completion_ids, eos):
+    """(N, T) ids -> mask (N, T) float and truncated (N,) bool.
+
+    Valid = up to and including the first EOS. Found from EOS positions, never from the pad
+    id: when pad == EOS a pad-based mask would drop the EOS the model must learn to emit.
+
+    >>> completion_mask(torch.tensor([[5, 6, 0, 0], [5, 0, 0, 0], [5, 6, 7, 8]]), [0])
+    (tensor([[1., 1., 1., 0.],
+            [1., 1., 0., 0.],
+            [1., 1., 1., 1.]]), tensor([False, False,  True]))
+    """
+    is_eos = torch.isin(completion_ids, torch.tensor(eos, device=completion_ids.device))  # (N, T)
+    seen_before = is_eos.cumsum(dim=1) - is_eos.long()  # (N, T) EOS strictly before t
+    mask = (seen_before == 0).float()  # (N, T) 1.0 through the first EOS
+    return mask, ~is_eos.any(dim=1)
+
+
+# -------------------------------------------------------------------------------- loading
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer that cannot be loaded; the message says what to do."""
+
+
+def resolve_model_name(name):
+    """A bare Qwen model name means the Qwen organisation's hub repo; paths stay as they are.
+
+    >>> resolve_model_name("Qwen2.5-Math-1.5B"), resolve_model_name("org/model")
+    ('Qwen/Qwen2.5-Math-1.5B', 'org/model')
+    """
+    if os.path.exists(name) or "/" in name or not name.lower().startswith("qwen"):
+        return name
+    return f"Qwen/{name}"
+
+
+def pick_device_dtype(dtype="auto"):
+    """CUDA with bfloat16 when there is a GPU, else CPU float32 (bf16 matmuls are slow there)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        dtype = "bfloat16" if device == "cuda" else "float32"
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
+    return torch.device(device), getattr(torch, dtype)
+
+
+def load_model_and_tokenizer(name, *, dtype="auto", device=None):
+    """Load a causal LM and its tokenizer from a local folder or the hub, in eval mode.
+
+    Raises ModelLoadError with one actionable sentence instead of a long traceback.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    name = resolve_model_name(name)
+    auto_device, torch_dtype = pick_device_dtype(dtype)
+    device = torch.device(device) if device else auto_device
+    if not os.path.exists(name) and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise ModelLoadError(f"model folder {name!r} does not exist; check the path")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype).to(device)
+    except (OSError, ValueError) as e:
+        where = "folder" if os.path.exists(name) else "hub model"
+        raise ModelLoadError(
+            f"could not load {where} {name!r} ({type(e).__name__}); give a local folder saved with "
+            f"save_pretrained, or a hub id with network access (HF_HUB_OFFLINE=1 means no hub)") from None
+    if tokenizer.pad_token_id is None:  # many base models ship no pad token: reuse EOS
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
+# ------------------------------------------------------------------------------- sampling
+
+def sampling_config(model, tokenizer, *, temperature=1.0, top_p=1.0, max_new_tokens=512, **extra):
+    """A GenerationConfig that samples from softmax(logits / temperature), top-p aside.
+
+    Every field we leave unset would be filled from the model's generation_config (often
+    top_k=50) or transformers' defaults, so each distribution-changing knob is set explicitly.
+    """
+    eos = eos_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    return GenerationConfig(do_sample=True, temperature=temperature, top_p=top_p,
+                            max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos,
+                            **NEUTRAL_SAMPLING, **extra)
+
+
+@torch.no_grad()
+def sample(model, tokenizer, problems, group_size, *, temperature=1.0, top_p=1.0,
+           max_new_tokens=512, batch_size=64):
+    """Sample `group_size` completions for each problem (a list of str). Returns a Rollout.
+
+    `batch_size` rows go through `generate` at once; a batch may stop early when all its
+    rows have emitted EOS, so batches are right-padded to the longest before stacking.
+    """
+    prompts = [format_prompt(tokenizer, p) for p in problems]
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
+                    add_special_tokens=not has_template)  # the template already has its specials
+    device = next(model.parameters()).device
+    prompt_ids = enc["input_ids"].repeat_interleave(group_size, 0).to(device)  # (N, P)
+    prompt_mask = enc["attention_mask"].repeat_interleave(group_size, 0).to(device)  # (N, P)
+    eos = eos_ids(model, tokenizer)
+    config = sampling_config(model, tokenizer, temperature=temperature, top_p=top_p,
+                             max_new_tokens=max_new_tokens)
+    pad = config.pad_token_id
+    P = prompt_ids.shape[1]
+    pieces = []
+    for start in range(0, prompt_ids.shape[0], batch_size):
+        out = model.generate(input_ids=prompt_ids[start:start + batch_size],
+                             attention_mask=prompt_mask[start:start + batch_size],
+                             generation_config=config)  # (n, P+T_batch)
+        pieces.append(out[:, P:])
+    T = max(p.shape[1] for p in pieces)
+    completion_ids = torch.cat([torch.nn.functional.pad(p, (0, T - p.shape[1]), value=pad)
+                                for p in pieces])  # (N, T)
+    mask, truncated = completion_mask(completion_ids, eos)  # (N, T), (N,)
+    texts = tokenizer.batch_decode(completion_ids.masked_fill(mask == 0, pad), skip_special_tokens=True)
+    return Rollout(
+        input_ids=torch.cat([prompt_ids, completion_ids], 1),  # (N, P+T)
+        attention_mask=torch.cat([prompt_mask, mask.long()], 1),  # (N, P+T)
+        completion_ids=completion_ids, completion_mask=mask, truncated=truncated.cpu(),
+        prompt_index=torch.arange(len(problems)).repeat_interleave(group_size), texts=texts)
+
+
+# ------------------------------------------------------------------------ forward passes
+
+def completion_logits(model, input_ids, attention_mask, T, temperature):
+    """Temperature-scaled logits that predict the last T tokens: (n, T, V), model dtype.
+
+    Causal shift: the logit at column j predicts token j+1, so the T completion tokens
+    (columns P..P+T-1) are predicted by columns P-1..P+T-2: keep T+1, drop the last.
+    """
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)  # (n, P+T) as generate
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                logits_to_keep=T + 1, use_cache=False)
+    return out.logits[:, :-1] / temperature  # (n, T, V) Decision 3: same scaling for ref
+
+
+def _pieces(T):
+    return [slice(s, s + LOGSUMEXP_TOKENS) for s in range(0, T, LOGSUMEXP_TOKENS)]
+
+
+def policy_logps(model, input_ids, attention_mask, completion_ids, *, temperature=1.0,
+                 anchor_ids=None):
+    """One forward of a micro-batch, with grad if enabled. Returns
+    logp (n, T) float32 log pi(y_t), anchor_logp (n, T, K) log pi at `anchor_ids` (or None),
+    entropy (n, T) float32 exact entropy of pi(.|s_t), detached (computed without grad)."""
+    T = completion_ids.shape[1]
+    logits = completion_logits(model, input_ids, attention_mask, T, temperature)  # (n, T, V)
+    ids = completion_ids[..., None]  # (n, T, 1) the sampled token
+    if anchor_ids is not None:  # one logsumexp serves the sampled token and the K anchors
+        ids = torch.cat([ids, anchor_ids], -1)  # (n, T, 1+K)
+    logp, ent = [], []
+    for s in _pieces(T):  # bound the float32 logsumexp workspace to LOGSUMEXP_TOKENS columns
+        piece = logits[:, s]  # (n, t, V) model dtype
+        logp.append(apo.gather_logp(piece, ids[:, s]))  # (n, t, 1+K) float32 log pi
+        with torch.no_grad():
+            lp = torch.log_softmax(piece.detach().float(), -1)  # (n, t, V) one piece, no grad
+            ent.append(-(lp.exp() * lp).sum(-1))  # (n, t) H(pi(.|s_t))
+            del lp
+    logp = torch.cat(logp, 1)  # (n, T, 1+K)
+    return logp[..., 0], (logp[..., 1:] if anchor_ids is not None else None), torch.cat(ent, 1)
+
+
+@torch.no_grad()
+def reference_pass(model, rollout, *, top_k, temperature=1.0, chunk_size=4):
+    """Reference quantities for a whole rollout, chunk_size sequences at a time, no grad.
+
+    Returns ref_logp (N, T) log pi_ref(y_t), topk_ids (N, T, K) and topk_logp (N, T, K): the
+    reference's K most likely next tokens (the safe manifold, APO_SPEC §3) and their log-probs.
+    """
+    T = rollout.completion_ids.shape[1]
+    ref_logp, topk_ids, topk_logp = [], [], []
+    for start in range(0, rollout.input_ids.shape[0], chunk_size):
+        rows = slice(start, start + chunk_size)
+        logits = completion_logits(model, rollout.input_ids[rows], rollout.attention_mask[rows],
+                                   T, temperature)  # (n, T, V) model dtype
+        y = rollout.completion_ids[rows]  # (n, T)
+        lp, ids, tl = [], [], []
+        for s in _pieces(T):
+            lp.append(apo.gather_logp(logits[:, s], y[:, s, None]).squeeze(-1))  # (n, t)
+            piece_ids, piece_logp = apo.topk_logp(logits[:, s], top_k)  # (n, t, K) each
+            ids.append(piece_ids)
+            tl.append(piece_logp)
+        del logits
+        ref_logp.append(torch.cat(lp, 1))
+        topk_ids.append(torch.cat(ids, 1))
+        topk_logp.append(torch.cat(tl, 1))
+    return torch.cat(ref_logp), torch.cat(topk_ids), torch.cat(topk_logp)  # (N, T), (N, T, K) x2
+
+
+def _main():
+    ap = argparse.ArgumentParser(description="Sample completions and show their log-probs.")
+    ap.add_argument("--model", required=True, help="local folder or hub id")
+    ap.add_argument("--problem", default="What is 3 + 4?", help="the problem text")
+    ap.add_argument("--group-size", type=int, default=4, help="completions to sample")
+    ap.add_argument("--max-new-tokens", type=int, default=256, help="completion budget")
+    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    args = ap.parse_args()
+    try:
+        model, tok = load_model_and_tokenizer(args.model)
+    except ModelLoadError as e:
+        raise SystemExit(f"error: {e}")
+    r = sample(model, tok, [args.problem], args.group_size, temperature=args.temperature,
+               max_new_tokens=args.max_new_tokens)
+    logp, _, ent = policy_logps(model, r.input_ids, r.attention_mask, r.completion_ids,
+                                temperature=args.temperature)
+    for i, text in enumerate(r.texts):
+        n = int(r.completion_mask[i].sum())
+        print(f"--- completion {i}: {n} tokens, truncated={bool(r.truncated[i])}, "
+              f"sum log pi = {(logp[i] * r.completion_mask[i]).sum():.2f}\n{text}")
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,127 @@
+"""rollout.py on a tiny Qwen2 model: masks, shapes, and lean log-probs equal to naive ones."""
+
+import pytest
+import torch
+from tiny_model import TINY_PROBLEMS
+from transformers import GenerationConfig
+
+import rollout
+
+PROBLEMS = [TINY_PROBLEMS[0]["problem"], TINY_PROBLEMS[5]["problem"] + " Think hard about it."]
+
+
+@pytest.fixture(scope="module")
+def model_tok(tiny_model_dir):
+    return rollout.load_model_and_tokenizer(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def roll(model_tok):
+    model, tok = model_tok
+    torch.manual_seed(0)
+    return rollout.sample(model, tok, PROBLEMS, 3, temperature=0.9, max_new_tokens=12, batch_size=4)
+
+
+def naive_logp(model, r, temperature):
+    """Full-vocabulary float32 log_softmax over every position, then the completion slice."""
+    pos = (r.attention_mask.cumsum(-1) - 1).clamp_min(0)
+    logits = model(input_ids=r.input_ids, attention_mask=r.attention_mask, position_ids=pos).logits
+    T = r.completion_ids.shape[1]
+    return torch.log_softmax(logits[:, -T - 1:-1].float() / temperature, -1)  # (N, T, V)
+
+
+def test_shapes_and_left_padding(model_tok, roll):
+    _, tok = model_tok
+    N, T = roll.completion_ids.shape
+    assert N == 6 and roll.input_ids.shape == (6, roll.prompt_len + T)
+    assert roll.prompt_index.tolist() == [0, 0, 0, 1, 1, 1]
+    assert len(roll.texts) == 6
+    assert (roll.attention_mask[:, roll.prompt_len - 1] == 1).all()  # left padding: last column real
+    assert (roll.attention_mask[:3, 0] == 0).all()  # the shorter prompt is padded on the left
+
+
+def test_mask_keeps_eos_when_pad_is_eos(model_tok, roll):
+    model, tok = model_tok
+    assert tok.pad_token_id == tok.eos_token_id  # the trap this guards against
+    eos = rollout.eos_ids(model, tok)
+    for ids, mask, trunc in zip(roll.completion_ids, roll.completion_mask, roll.truncated):
+        hits = [t for t, i in enumerate(ids.tolist()) if i in eos]
+        end = hits[0] + 1 if hits else len(ids)  # valid tokens: through the first EOS
+        assert mask.tolist() == [1.0] * end + [0.0] * (len(ids) - end)
+        assert bool(trunc) == (not hits)
+
+
+def test_completion_mask_on_a_hand_made_case():
+    ids = torch.tensor([[7, 0, 0], [0, 5, 5], [4, 4, 4]])  # EOS = 0 first, in the middle, never
+    mask, trunc = rollout.completion_mask(ids, [0])
+    assert mask.tolist() == [[1, 1, 0], [1, 0, 0], [1, 1, 1]]
+    assert trunc.tolist() == [False, False, True]
+
+
+def test_policy_logps_equal_naive_log_softmax(model_tok, roll, monkeypatch):
+    model, _ = model_tok
+    monkeypatch.setattr(rollout, "LOGSUMEXP_TOKENS", 5)  # force several pieces
+    ids = torch.randint(0, 50, roll.completion_ids.shape + (4,))
+    logp, anchor_logp, entropy = rollout.policy_logps(
+        model, roll.input_ids, roll.attention_mask, roll.completion_ids, temperature=0.9, anchor_ids=ids)
+    full = naive_logp(model, roll, 0.9)
+    assert torch.allclose(logp, full.gather(-1, roll.completion_ids[..., None]).squeeze(-1), atol=1e-5)
+    assert torch.allclose(anchor_logp, full.gather(-1, ids), atol=1e-5)
+    assert torch.allclose(entropy, -(full.exp() * full).sum(-1), atol=1e-4)
+
+
+def test_reference_pass_equals_naive_topk(model_tok, roll, monkeypatch):
+    model, _ = model_tok
+    monkeypatch.setattr(rollout, "LOGSUMEXP_TOKENS", 5)
+    ref_logp, topk_ids, topk_logp = rollout.reference_pass(model, roll, top_k=8, temperature=0.9,
+                                                           chunk_size=4)
+    full = naive_logp(model, roll, 0.9)
+    assert torch.allclose(ref_logp, full.gather(-1, roll.completion_ids[..., None]).squeeze(-1), atol=1e-5)
+    top = full.topk(8, -1)
+    assert torch.allclose(topk_logp, top.values, atol=1e-5)
+    assert torch.equal(topk_ids, top.indices)
+
+
+def test_sampling_distribution_is_the_policy(model_tok):
+    """generate's processed scores equal logits / temperature (no hidden top_k or penalty), and
+    our forward pass reproduces those logits for the sampled tokens (same position ids)."""
+    model, tok = model_tok
+    enc = tok([rollout.format_prompt(tok, p) for p in PROBLEMS], return_tensors="pt", padding=True,
+              padding_side="left", add_special_tokens=False)
+    eos = rollout.eos_ids(model, tok)
+    cfg = rollout.sampling_config(model, tok, temperature=0.7, max_new_tokens=8, output_scores=True,
+                                  output_logits=True, return_dict_in_generate=True)
+    saved = model.generation_config
+    model.generation_config = GenerationConfig.from_dict(
+        saved.to_dict() | {"top_k": 5, "repetition_penalty": 1.3, "min_p": 0.2})  # would bias sampling
+    try:
+        torch.manual_seed(1)
+        out = model.generate(**enc, generation_config=cfg)
+    finally:
+        model.generation_config = saved
+    scores = torch.stack(out.scores, 1).log_softmax(-1)  # (B, T, V) what was sampled from
+    raw = (torch.stack(out.logits, 1) / 0.7).log_softmax(-1)  # (B, T, V) the policy
+    assert torch.allclose(scores, raw, atol=1e-5)
+    completion = out.sequences[:, enc["input_ids"].shape[1]:]
+    mask, _ = rollout.completion_mask(completion, eos)
+    attn = torch.cat([enc["attention_mask"], mask.long()], 1)
+    logp, _, _ = rollout.policy_logps(model, out.sequences, attn, completion, temperature=0.7)
+    expect = raw.gather(-1, completion[..., None]).squeeze(-1)
+    assert torch.allclose(logp * mask, expect * mask, atol=1e-4)
+
+
+def test_prompt_uses_chat_template_or_plain_text(model_tok, tiny_model_dir):
+    _, tok = model_tok
+    text = rollout.format_prompt(tok, "What is 1 + 1?")
+    assert text.startswith("<|im_start|>user\nWhat is 1 + 1?\n" + rollout.PROMPT_SUFFIX)
+    tok.chat_template = None
+    try:
+        assert rollout.format_prompt(tok, "What is 1 + 1?") == rollout.PLAIN_TEMPLATE.format(
+            problem="What is 1 + 1?", suffix=rollout.PROMPT_SUFFIX)
+    finally:
+        tok.chat_template = rollout.load_model_and_tokenizer(tiny_model_dir)[1].chat_template
+
+
+def test_missing_model_folder_raises_a_clear_error(tmp_path):
+    with pytest.raises(rollout.ModelLoadError, match="does not exist"):
+        rollout.load_model_and_tokenizer(str(tmp_path / "nope"))
