@@ -85,6 +85,7 @@ class Config:
     seed: int = _f(0, "seed for data order and sampling")
     out: str = _f("runs/apo", "output folder: metrics.jsonl, checkpoints, final model")
     save_every: int = _f(50, "save a resumable checkpoint every N steps (the last step always)")
+    keep_checkpoints: int = _f(2, "keep only the newest N checkpoint-STEP folders (0: keep all)")
     eval_every: int = _f(0, "every N steps, held-out pass@1 on --eval-dataset (0: never)")
     eval_dataset: str = _f("math500", "held-out problems for --eval-every")
     eval_limit: int = _f(64, "held-out problems used by --eval-every")
@@ -122,8 +123,8 @@ def parse_config(argv=None):
         (cfg.lr > 0, "--lr must be positive"),
         (cfg.beta >= 0 and cfg.lam > 0 and cfg.kl_coef >= 0, "--beta and --kl-coef must be >= 0, --lam > 0"),
         (0 <= cfg.clip_low < 1 and cfg.clip_high >= 0, "--clip-low must be in [0, 1), --clip-high >= 0"),
-        (cfg.save_every >= 1 and cfg.sample_every >= 1 and cfg.eval_every >= 0,
-         "--save-every and --sample-every must be >= 1, --eval-every >= 0"),
+        (cfg.save_every >= 1 and cfg.sample_every >= 1 and cfg.eval_every >= 0 and cfg.keep_checkpoints >= 0,
+         "--save-every and --sample-every must be >= 1, --eval-every and --keep-checkpoints >= 0"),
         (cfg.dtype in ("auto", "float32", "bfloat16", "float16"),
          "--dtype must be auto, float32, bfloat16 or float16"),
     ]
@@ -139,10 +140,17 @@ def parse_config(argv=None):
 
 # ------------------------------------------------------------------------ checkpoints
 
+def checkpoint_steps(out):
+    """Steps of the complete checkpoint-STEP folders in `out`, oldest first."""
+    if not os.path.isdir(out):
+        return []
+    return sorted(int(d.split("-")[1]) for d in os.listdir(out)
+                  if d.startswith("checkpoint-") and d.split("-")[1].isdigit())
+
+
 def latest_checkpoint(out):
-    steps = [int(d.split("-")[1]) for d in os.listdir(out) if d.startswith("checkpoint-")
-             and d.split("-")[1].isdigit()] if os.path.isdir(out) else []
-    return (os.path.join(out, f"checkpoint-{max(steps)}"), max(steps)) if steps else (None, 0)
+    steps = checkpoint_steps(out)
+    return (os.path.join(out, f"checkpoint-{steps[-1]}"), steps[-1]) if steps else (None, 0)
 
 
 def save_atomic(path, model, tokenizer, state=None):
@@ -342,6 +350,9 @@ def run(cfg):
             save_atomic(os.path.join(cfg.out, f"checkpoint-{step}"), model, tokenizer,
                         {"optimizer": optimizer.state_dict(), "step": step, "rng": rng_state(),
                          "config": dataclasses.asdict(cfg)})
+            old_steps = checkpoint_steps(cfg.out)[:-cfg.keep_checkpoints] if cfg.keep_checkpoints else []
+            for old in old_steps:  # deleted only once the new checkpoint is safely in place
+                shutil.rmtree(os.path.join(cfg.out, f"checkpoint-{old}"))
     log.close()
     save_atomic(os.path.join(cfg.out, "final"), model, tokenizer)
     print(f"saved {os.path.join(cfg.out, 'final')}")

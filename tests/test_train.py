@@ -67,6 +67,12 @@ def test_resume_continues_at_the_right_step_and_matches_an_uninterrupted_run(
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_only_the_newest_checkpoints_are_kept(tiny_model_dir, tiny_problems_file, tmp_path):
+    train.main(base_args(tiny_model_dir, tiny_problems_file, tmp_path, "--steps", "3",
+                         "--keep-checkpoints", "1"))
+    assert sorted(d for d in os.listdir(tmp_path) if d.startswith("checkpoint")) == ["checkpoint-3"]
+
+
 @pytest.mark.parametrize("agg", apo.AGGS)
 def test_micro_batching_leaves_the_gradient_unchanged(agg, tiny_model_dir):
     model, tok = rollout.load_model_and_tokenizer(tiny_model_dir)
