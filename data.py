@@ -8,6 +8,7 @@ Shared by train.py (`--dataset`) and eval.py (`--benchmarks`). Every source beco
 Sources:
 - a local `.jsonl`, `.json` or `.parquet` file;
 - a benchmark name from BENCHMARKS (the usual hub copies of the five math benchmarks);
+- `arith`: the synthetic arithmetic task of toy/tiny_lm.py (splits `train` and `test`);
 - any other hub dataset id (`--split` picks the split).
 Fields: the problem from `problem`, `question` or `prompt`; the answer from `answer` or
 `final_answer` (a list keeps its first entry), else the last `\\boxed{}` of `solution`.
@@ -34,20 +35,23 @@ BENCHMARKS = {
     "olympiadbench": ("math-ai/olympiadbench", None, "test"),
 }
 MATH_TRAIN = "DigitalLearningGmbH/MATH-lighteval"  # MATH train split, with `level` and `solution`
+SYNTHETIC = ("arith",)  # generated locally by toy/tiny_lm.py: splits "train" and "test"
 
 
 class DataError(ValueError):
     """A dataset that cannot be used; the message says what to do."""
 
 
-def _load_rows(spec, split):
-    from datasets import load_dataset  # heavy import, only when data is needed
+def load_rows(spec, split):
+    """The raw rows (a datasets.Dataset) of a local file, benchmark name or hub id."""
+    from datasets import disable_progress_bars, load_dataset  # heavy import: only when needed
     ext = os.path.splitext(spec)[1].lower()
     if ext in LOCAL_FORMATS or os.path.exists(spec):
         if not os.path.isfile(spec):
             raise DataError(f"dataset file {spec!r} does not exist; check the path")
         if ext not in LOCAL_FORMATS:
             raise DataError(f"dataset file {spec!r} must end in .jsonl, .json or .parquet")
+        disable_progress_bars()  # a local file loads in a blink; its bar would only be noise
         try:
             return load_dataset(LOCAL_FORMATS[ext], data_files=spec, split="train")
         except Exception as e:  # a malformed file: say which and why, in one line
@@ -74,7 +78,10 @@ def load_problems(spec, split=None, *, levels=None, limit=None):
     `levels` keeps rows whose `level` field ("Level 3" or 3) is in it, when the field exists.
     Rows whose answer cannot be found are dropped; if none is left, DataError.
     """
-    rows = _load_rows(spec, split)
+    if spec in SYNTHETIC:  # no download: the tiny-LM task generates its own problems
+        from toy import tiny_lm
+        return tiny_lm.arith_problems(split or "test")[:limit]
+    rows = load_rows(spec, split)
     columns = set(rows.column_names)
     p_field = next((name for name in PROBLEM_FIELDS if name in columns), None)
     a_field = next((name for name in ANSWER_FIELDS if name in columns), None)

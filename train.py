@@ -79,6 +79,7 @@ class Config:
     steps: int = _f(200, "total optimizer steps (with --resume: the total, not additional)")
     micro_batch_size: int = _f(4, "completions per forward/backward; bounds activation memory")
     gen_batch_size: int = _f(128, "completions per generate call")
+    sampler: str = _f("auto", "auto (static cache + CUDA graph on GPU), hf (plain generate) or static")
     ref_chunk_size: int = _f(8, "completions per reference forward pass")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
     dtype: str = _f("auto", "compute dtype: auto (bf16 on GPU, float32 on CPU), bfloat16, float32")
@@ -119,6 +120,7 @@ def parse_config(argv=None):
          "--micro-batch-size, --gen-batch-size and --ref-chunk-size must be at least 1"),
         (cfg.max_new_tokens >= 1 and cfg.max_prompt_tokens >= 1, "token budgets must be at least 1"),
         (cfg.temperature > 0, "--temperature must be positive"),
+        (cfg.sampler in ("auto", "hf", "static"), "--sampler must be auto, hf or static"),
         (0 < cfg.top_p <= 1, "--top-p must be in (0, 1]"),
         (cfg.lr > 0, "--lr must be positive"),
         (cfg.beta >= 0 and cfg.lam > 0 and cfg.kl_coef >= 0, "--beta and --kl-coef must be >= 0, --lam > 0"),
@@ -233,7 +235,8 @@ def train_step(step, model, ref_model, tokenizer, optimizer, problems, cfg, auto
     with autocast():
         roll = rollout.sample(model, tokenizer, [p["problem"] for p in batch], cfg.group_size,
                               temperature=cfg.temperature, top_p=cfg.top_p,
-                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.gen_batch_size)
+                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.gen_batch_size,
+                              sampler=cfg.sampler)
     gen_s = time.time() - t0
     rewards = torch.tensor([verify.reward(text, batch[i]["answer"]) for text, i in
                             zip(roll.texts, roll.prompt_index.tolist())])  # (N,) 1.0 / 0.0
@@ -283,7 +286,8 @@ def heldout_pass1(model, tokenizer, problems, cfg, autocast):
     with autocast():
         roll = rollout.sample(model, tokenizer, [p["problem"] for p in problems], 4,
                               temperature=cfg.temperature, top_p=cfg.top_p,
-                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.gen_batch_size)
+                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.gen_batch_size,
+                              sampler=cfg.sampler)
     return sum(verify.reward(t, problems[i]["answer"]) for t, i in
                zip(roll.texts, roll.prompt_index.tolist())) / len(roll.texts)
 
