@@ -79,20 +79,61 @@ def group_advantages(rewards, std_normalize=True, eps=EPS_STD):
 
 # ------------------------------------------------------------ log-probs without log_softmax
 
-def gather_logp(logits, ids):
-    """log softmax(logits) at `ids`, without building the full log-softmax tensor.
+LEAN_PIECE_ELEMENTS = 1 << 25  # rows x V per float32 piece (128 MB): bounds the workspace
 
-    logits (..., V) of any float dtype; ids (..., K) long -> (..., K) float32 log-probs.
-    Only the K gathered logits and one logsumexp per row are kept in float32, so a
-    (N, T, V) bf16 logits tensor never gets a float32 (N, T, V) twin. The caller chunks
-    over rows to bound the logsumexp's own workspace (rollout.py).
+
+class _GatherLogp(torch.autograd.Function):
+    """log softmax(z)[ids] = z[ids] - logsumexp(z), with a hand-written backward.
+
+    Autograd's own logsumexp would keep a float32 copy of all the logits for its backward;
+    here only the logits themselves (in their own dtype), the ids and one float32
+    logsumexp per row are kept, and the backward recomputes softmax piece by piece:
+        d out_k / d z_j = [j == ids_k] - softmax(z)_j
+    """
+
+    @staticmethod
+    def forward(ctx, logits, ids):
+        V, work = logits.shape[-1], torch.promote_types(logits.dtype, torch.float32)
+        flat = logits.reshape(-1, V)  # (R, V) a view: logits are contiguous
+        rows = max(1, LEAN_PIECE_ELEMENTS // V)
+        with torch.autocast(logits.device.type, enabled=False):
+            lse = torch.cat([torch.logsumexp(flat[s:s + rows].to(work), -1, keepdim=True)
+                             for s in range(0, flat.shape[0], rows)])  # (R, 1) float32 (or 64)
+            lse = lse.view(*logits.shape[:-1], 1)  # (..., 1)
+            out = logits.gather(-1, ids).to(work) - lse  # (..., K) float32 log-probs
+        ctx.save_for_backward(logits, ids, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        logits, ids, lse = ctx.saved_tensors
+        V = logits.shape[-1]
+        flat, flat_ids = logits.reshape(-1, V), ids.reshape(-1, ids.shape[-1])  # (R, V), (R, K)
+        flat_lse, flat_g = lse.reshape(-1, 1), grad_out.reshape(-1, ids.shape[-1]).to(lse.dtype)
+        grad = torch.empty_like(flat)  # (R, V) in the logits' dtype
+        rows = max(1, LEAN_PIECE_ELEMENTS // V)
+        for s in range(0, flat.shape[0], rows):
+            p = torch.exp(flat[s:s + rows].to(lse.dtype) - flat_lse[s:s + rows])  # (r, V) softmax
+            g = -p * flat_g[s:s + rows].sum(-1, keepdim=True)  # the -softmax term
+            g.scatter_add_(-1, flat_ids[s:s + rows], flat_g[s:s + rows])  # the [j == ids_k] term
+            grad[s:s + rows] = g.to(grad.dtype)
+        return grad.view_as(logits), None
+
+
+def gather_logp(logits, ids):
+    """log softmax(logits) at `ids`, without building a float32 log-softmax tensor.
+
+    logits (..., V) of any float dtype; ids (..., K) long -> (..., K) float32 log-probs, with
+    a gradient w.r.t. logits. Memory beyond the logits: one float32 piece of
+    LEAN_PIECE_ELEMENTS and a logsumexp per row, forward and backward. A naive
+    `logits.float().log_softmax(-1)` keeps two float32 copies of (N, T, V) for its backward;
+    at V = 151,936 that is the difference between fitting on one GPU and not.
 
     >>> logits = torch.tensor([[2.0, 1.0, 0.0]])
     >>> gather_logp(logits, torch.tensor([[0, 2]]))
     tensor([[-0.4076, -2.4076]])
     """
-    lse = torch.logsumexp(logits.float(), dim=-1, keepdim=True)  # (..., 1)
-    return logits.gather(-1, ids).float() - lse  # (..., K) log pi at ids
+    return _GatherLogp.apply(logits.contiguous(), ids)
 
 
 def topk_logp(logits, k):
@@ -104,9 +145,8 @@ def topk_logp(logits, k):
     >>> ids, logp.exp()
     (tensor([[1, 2]]), tensor([[0.8438, 0.1142]]))
     """
-    vals, ids = logits.topk(k, dim=-1)  # (..., K) raw logits, ids sorted by probability
-    lse = torch.logsumexp(logits.float(), dim=-1, keepdim=True)  # (..., 1)
-    return ids, vals.float() - lse  # (..., K) long, (..., K) float32 log pi_ref
+    ids = logits.topk(k, dim=-1).indices  # (..., K) sorted by probability
+    return ids, gather_logp(logits, ids)  # (..., K) long, (..., K) float32 log pi
 
 
 # ---------------------------------------------------------------------------- aggregation

@@ -23,8 +23,9 @@ Departures and choices, with reasons:
 2. Position ids are rebuilt from the attention mask in our forward passes, exactly as
    `generate` does for left-padded prompts; without them the scores would not be those of the
    distribution that sampled the tokens.
-3. Under autograd the logsumexp keeps a float32 copy of one micro-batch's logits for its
-   backward; the micro-batch size bounds that (train.py --micro-batch-size).
+3. Log-probs come from `apo.gather_logp`, whose hand-written backward keeps no float32 copy
+   of the logits; only the bf16 logits of one micro-batch and their gradient are alive at
+   once (train.py --micro-batch-size bounds those).
 """
 
 import argparse
@@ -40,7 +41,7 @@ import apo
 PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
 PLAIN_TEMPLATE = "Question: {problem}\n{suffix}\nAnswer:"  # for tokenizers without a chat template
 TINY_MODEL = "tiny"  # --model tiny: the small math LM that toy/tiny_lm.py trains on CPU
-LOGSUMEXP_TOKENS = 256  # completion positions per logsumexp piece: bounds the float32 workspace
+ENTROPY_TOKENS = 256  # completion positions per float32 entropy piece: bounds its workspace
 # Every knob that would change the sampling distribution, set to "off" (departure 1).
 NEUTRAL_SAMPLING = dict(top_k=0, min_p=None, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0,
                         repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
@@ -386,7 +387,7 @@ def completion_logits(model, input_ids, attention_mask, T, temperature):
 
 
 def _pieces(T):
-    return [slice(s, s + LOGSUMEXP_TOKENS) for s in range(0, T, LOGSUMEXP_TOKENS)]
+    return [slice(s, s + ENTROPY_TOKENS) for s in range(0, T, ENTROPY_TOKENS)]
 
 
 def policy_logps(model, input_ids, attention_mask, completion_ids, *, temperature=1.0,
@@ -399,16 +400,16 @@ def policy_logps(model, input_ids, attention_mask, completion_ids, *, temperatur
     ids = completion_ids[..., None]  # (n, T, 1) the sampled token
     if anchor_ids is not None:  # one logsumexp serves the sampled token and the K anchors
         ids = torch.cat([ids, anchor_ids], -1)  # (n, T, 1+K)
-    logp, ent = [], []
-    for s in _pieces(T):  # bound the float32 logsumexp workspace to LOGSUMEXP_TOKENS columns
-        piece = logits[:, s]  # (n, t, V) model dtype
-        logp.append(apo.gather_logp(piece, ids[:, s]))  # (n, t, 1+K) float32 log pi
-        with torch.no_grad():
-            lp = torch.log_softmax(piece.detach().float(), -1)  # (n, t, V) one piece, no grad
-            ent.append(-(lp.exp() * lp).sum(-1))  # (n, t) H(pi(.|s_t))
-            del lp
-    logp = torch.cat(logp, 1)  # (n, T, 1+K)
-    return logp[..., 0], (logp[..., 1:] if anchor_ids is not None else None), torch.cat(ent, 1)
+    logp = apo.gather_logp(logits, ids)  # (n, T, 1+K) float32 log pi, lean forward and backward
+    with torch.no_grad():
+        entropy = torch.cat([_entropy(logits[:, s].detach()) for s in _pieces(T)], 1)  # (n, T)
+    return logp[..., 0], (logp[..., 1:] if anchor_ids is not None else None), entropy
+
+
+def _entropy(logits):
+    """(n, t, V) -> (n, t) exact entropy H(pi(.|s_t)) in float32, for one piece of columns."""
+    logp = torch.log_softmax(logits.float(), -1)  # (n, t, V) float32, one piece only
+    return -(logp.exp() * logp).sum(-1)
 
 
 @torch.no_grad()
@@ -424,17 +425,12 @@ def reference_pass(model, rollout, *, top_k, temperature=1.0, chunk_size=4):
         rows = slice(start, start + chunk_size)
         logits = completion_logits(model, rollout.input_ids[rows], rollout.attention_mask[rows],
                                    T, temperature)  # (n, T, V) model dtype
-        y = rollout.completion_ids[rows]  # (n, T)
-        lp, ids, tl = [], [], []
-        for s in _pieces(T):
-            lp.append(apo.gather_logp(logits[:, s], y[:, s, None]).squeeze(-1))  # (n, t)
-            piece_ids, piece_logp = apo.topk_logp(logits[:, s], top_k)  # (n, t, K) each
-            ids.append(piece_ids)
-            tl.append(piece_logp)
-        del logits
-        ref_logp.append(torch.cat(lp, 1))
-        topk_ids.append(torch.cat(ids, 1))
-        topk_logp.append(torch.cat(tl, 1))
+        ids = logits.topk(top_k, dim=-1).indices  # (n, T, K) the safe manifold, most likely first
+        logp = apo.gather_logp(logits, torch.cat([rollout.completion_ids[rows, :, None], ids], -1))
+        del logits  # (n, T, 1+K) float32: sampled token, then the top-K
+        ref_logp.append(logp[..., 0])
+        topk_ids.append(ids)
+        topk_logp.append(logp[..., 1:])
     return torch.cat(ref_logp), torch.cat(topk_ids), torch.cat(topk_logp)  # (N, T), (N, T, K) x2
 
 

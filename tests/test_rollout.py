@@ -5,6 +5,7 @@ import torch
 from tiny_model import TINY_PROBLEMS
 from transformers import GenerationConfig
 
+import apo
 import rollout
 
 PROBLEMS = [TINY_PROBLEMS[0]["problem"], TINY_PROBLEMS[5]["problem"] + " Think hard about it."]
@@ -60,7 +61,8 @@ def test_completion_mask_on_a_hand_made_case():
 
 def test_policy_logps_equal_naive_log_softmax(model_tok, roll, monkeypatch):
     model, _ = model_tok
-    monkeypatch.setattr(rollout, "LOGSUMEXP_TOKENS", 5)  # force several pieces
+    monkeypatch.setattr(rollout, "ENTROPY_TOKENS", 5)  # force several pieces
+    monkeypatch.setattr(apo, "LEAN_PIECE_ELEMENTS", 1000)
     ids = torch.randint(0, 50, roll.completion_ids.shape + (4,))
     logp, anchor_logp, entropy = rollout.policy_logps(
         model, roll.input_ids, roll.attention_mask, roll.completion_ids, temperature=0.9, anchor_ids=ids)
@@ -72,7 +74,7 @@ def test_policy_logps_equal_naive_log_softmax(model_tok, roll, monkeypatch):
 
 def test_reference_pass_equals_naive_topk(model_tok, roll, monkeypatch):
     model, _ = model_tok
-    monkeypatch.setattr(rollout, "LOGSUMEXP_TOKENS", 5)
+    monkeypatch.setattr(apo, "LEAN_PIECE_ELEMENTS", 1000)
     ref_logp, topk_ids, topk_logp = rollout.reference_pass(model, roll, top_k=8, temperature=0.9,
                                                            chunk_size=4)
     full = naive_logp(model, roll, 0.9)
