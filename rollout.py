@@ -137,6 +137,17 @@ def pick_device_dtype(dtype="auto"):
     return torch.device(device), getattr(torch, dtype)
 
 
+def peak_memory_mb(device):
+    """Peak memory so far: CUDA allocator peak on a GPU, the process's peak RSS (VmHWM) on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:  # Linux; elsewhere report nothing rather than guess
+            return next((int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM")), float("nan"))
+    except OSError:
+        return float("nan")
+
+
 def load_model_and_tokenizer(name, *, dtype="auto", device=None):
     """Load a causal LM and its tokenizer from a local folder or the hub, in eval mode.
 

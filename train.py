@@ -85,7 +85,7 @@ class Config:
     dtype: str = _f("auto", "compute dtype: auto (bf16 on GPU, float32 on CPU), bfloat16, float32")
     seed: int = _f(0, "seed for data order and sampling")
     out: str = _f("runs/apo", "output folder: metrics.jsonl, checkpoints, final model")
-    save_every: int = _f(50, "save a resumable checkpoint every N steps (the last step always)")
+    save_every: int = _f(50, "checkpoint every N steps and at the last step (0: never, for benchmarks)")
     keep_checkpoints: int = _f(2, "keep only the newest N checkpoint-STEP folders (0: keep all)")
     eval_every: int = _f(0, "every N steps, held-out pass@1 on --eval-dataset (0: never)")
     eval_dataset: str = _f("math500", "held-out problems for --eval-every")
@@ -125,8 +125,8 @@ def parse_config(argv=None):
         (cfg.lr > 0, "--lr must be positive"),
         (cfg.beta >= 0 and cfg.lam > 0 and cfg.kl_coef >= 0, "--beta and --kl-coef must be >= 0, --lam > 0"),
         (0 <= cfg.clip_low < 1 and cfg.clip_high >= 0, "--clip-low must be in [0, 1), --clip-high >= 0"),
-        (cfg.save_every >= 1 and cfg.sample_every >= 1 and cfg.eval_every >= 0 and cfg.keep_checkpoints >= 0,
-         "--save-every and --sample-every must be >= 1, --eval-every and --keep-checkpoints >= 0"),
+        (cfg.save_every >= 0 and cfg.sample_every >= 1 and cfg.eval_every >= 0 and cfg.keep_checkpoints >= 0,
+         "--sample-every must be >= 1; --save-every, --eval-every and --keep-checkpoints >= 0"),
         (cfg.dtype in ("auto", "float32", "bfloat16", "float16"),
          "--dtype must be auto, float32, bfloat16 or float16"),
     ]
@@ -228,8 +228,16 @@ def loss_and_backward(model, roll, adv, ref_out, cfg, autocast):
     return metrics
 
 
+def _clock(device):
+    """Wall time after the device has finished its queued work, so phases are timed honestly."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.time()
+
+
 def train_step(step, model, ref_model, tokenizer, optimizer, problems, cfg, autocast):
-    t0 = time.time()
+    device = next(model.parameters()).device
+    t0 = _clock(device)
     batch = batch_for_step(problems, step, cfg)
     model.eval()  # sampling: no dropout, KV cache on
     with autocast():
@@ -237,30 +245,37 @@ def train_step(step, model, ref_model, tokenizer, optimizer, problems, cfg, auto
                               temperature=cfg.temperature, top_p=cfg.top_p,
                               max_new_tokens=cfg.max_new_tokens, batch_size=cfg.gen_batch_size,
                               sampler=cfg.sampler)
-    gen_s = time.time() - t0
+    t_gen = _clock(device)
+    lengths = roll.completion_mask.sum(1)  # (N,) completion tokens, EOS included
     rewards = torch.tensor([verify.reward(text, batch[i]["answer"]) for text, i in
                             zip(roll.texts, roll.prompt_index.tolist())])  # (N,) 1.0 / 0.0
     rewards = rewards.view(-1, cfg.group_size)  # (B, G)
     adv = apo.group_advantages(rewards, std_normalize=not cfg.no_std).view(-1)  # (N,)
     adv = adv.to(roll.input_ids.device)
+    t_reward = _clock(device)
     ref_out = None
     if ref_model is not None:
         with autocast():
             ref_out = rollout.reference_pass(ref_model, roll, top_k=cfg.top_k,
                                              temperature=cfg.temperature, chunk_size=cfg.ref_chunk_size)
+    t_ref = _clock(device)
     model.train()
     optimizer.zero_grad(set_to_none=True)
     metrics = loss_and_backward(model, roll, adv, ref_out, cfg, autocast)
+    t_loss = _clock(device)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm).item()
     optimizer.step()
-    lengths = roll.completion_mask.sum(1)  # (N,) completion tokens, EOS included
+    t_end = _clock(device)
     metrics.update({
         "step": step, "reward_mean": rewards.mean().item(),
         "pass@1": rewards.mean().item(),  # mean over groups of c/G: the unbiased pass@1
         f"pass@{cfg.group_size}": (rewards.max(1).values > 0).float().mean().item(),
         "zero_std_frac": (rewards.std(1) == 0).float().mean().item(),
         "response_len": lengths.mean().item(), "truncated_frac": roll.truncated.float().mean().item(),
-        "grad_norm": grad_norm, "gen_seconds": gen_s, "seconds": time.time() - t0})
+        "grad_norm": grad_norm, "gen_seconds": t_gen - t0, "reward_seconds": t_reward - t_gen,
+        "ref_seconds": t_ref - t_reward, "loss_seconds": t_loss - t_ref, "opt_seconds": t_end - t_loss,
+        "seconds": t_end - t0, "gen_tokens_per_s": lengths.sum().item() / max(t_gen - t0, 1e-9),
+        "peak_mb": rollout.peak_memory_mb(device)})
     if step % cfg.sample_every == 0 or step == 1:
         i = 0  # first completion of the first prompt: no cherry-picking
         metrics["sample"] = {"problem": batch[0]["problem"], "answer": batch[0]["answer"],
@@ -350,7 +365,7 @@ def run(cfg):
                       f"{s['completion'][-300:]!r}")
         log.write(json.dumps(m) + "\n")
         log.flush()
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        if cfg.save_every and (step % cfg.save_every == 0 or step == cfg.steps):
             save_atomic(os.path.join(cfg.out, f"checkpoint-{step}"), model, tokenizer,
                         {"optimizer": optimizer.state_dict(), "step": step, "rng": rng_state(),
                          "config": dataclasses.asdict(cfg)})
@@ -358,8 +373,9 @@ def run(cfg):
             for old in old_steps:  # deleted only once the new checkpoint is safely in place
                 shutil.rmtree(os.path.join(cfg.out, f"checkpoint-{old}"))
     log.close()
-    save_atomic(os.path.join(cfg.out, "final"), model, tokenizer)
-    print(f"saved {os.path.join(cfg.out, 'final')}")
+    if cfg.save_every:
+        save_atomic(os.path.join(cfg.out, "final"), model, tokenizer)
+        print(f"saved {os.path.join(cfg.out, 'final')}")
 
 
 def main(argv=None):
