@@ -1,0 +1,167 @@
+"""APO through TRL's GRPOTrainer (integrations/trl_apo.py): a CPU smoke run, and the same script on GPUs.
+
+CPU, offline, in seconds (builds tests/tiny_model.py's random Qwen2, 2 steps on its 16 toy problems):
+    python examples/trl_apo_cpu.py --reward has_digit
+Several GPUs: the same script under `accelerate launch` with a DeepSpeed config (README, "Beyond one GPU"):
+    accelerate launch --config_file examples/zero3.yaml --num_processes 8 examples/trl_apo_cpu.py \\
+        --model Qwen/Qwen2.5-Math-1.5B --dataset DigitalLearningGmbH/MATH-lighteval --bf16 true ...
+Every GRPOConfig flag works (`--help` lists them all), plus --apo_loss, --apo_beta, --apo_lam, --apo_top_k and
+--apo_kl_coef; the defaults below are the CPU smoke run's, so a real run sets its sizes explicitly.
+
+It loads problems with data.load_problems, gives TRL a `prompt` column that renders to rollout.format_prompt's
+text, rewards with verify.reward (trl_apo.math_reward) and trains with trl_apo.APOTrainer. It prints one
+fixed-format line per logged step, writes the same metrics to OUTPUT_DIR/metrics.jsonl and the final model to
+OUTPUT_DIR/final.
+
+Departures from train.py, with reasons:
+1. Batching is TRL's: a step is per_device_train_batch_size x processes x gradient_accumulation_steps
+   completions, each prompt sampled num_generations times (G); there is no --prompts-per-step.
+2. `--reward has_digit` (1 when the completion contains a digit) is not a task: it only gives the random tiny
+   model mixed groups, so that advantages are non-zero and the APO metrics move in the smoke run.
+3. No held-out evaluation or resume logic of our own: use eval.py on OUTPUT_DIR/final, and TRL's
+   `--save_strategy steps --save_steps N` with `--resume_from_checkpoint`.
+"""
+
+import json
+import os
+import sys
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+from datasets import Dataset
+from transformers import AutoTokenizer, HfArgumentParser, PrinterCallback, ProgressCallback
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # run as a script: the project's modules and the tiny model
+
+from tiny_model import TINY_PROBLEMS, build_tiny_model  # noqa: E402
+
+import data  # noqa: E402
+import rollout  # noqa: E402
+from integrations.trl_apo import APOConfig, APOTrainer, math_reward, prompt_column  # noqa: E402
+
+TINY_MODEL_DIR = os.path.join(tempfile.gettempdir(), "apo-tiny-qwen2")  # rebuilt by every run without --model
+# The smoke run's sizes; a GPU run overrides them on the command line.
+CPU_DEFAULTS = dict(output_dir="runs/trl_apo", max_steps=2, per_device_train_batch_size=8, num_generations=4,
+                    max_completion_length=32, logging_steps=1, report_to="none", save_strategy="no",
+                    bf16=torch.cuda.is_available(), activation_checkpointing=False)
+
+
+def _f(default, help):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class ScriptArgs:
+    model: str = _f("", "local folder or hub id; empty: build the tiny random Qwen2 of tests/tiny_model.py")
+    dataset: str = _f("", "hub id or local .jsonl/.json/.parquet with problem+answer; empty: 16 toy problems")
+    split: str = _f("train", "dataset split (hub datasets)")
+    levels: str = _f("3,4,5", "keep these MATH levels when the data has a `level` field; '' keeps all")
+    limit: int = _f(0, "use the first N problems (0: all)")
+    max_prompt_tokens: int = _f(1024, "drop longer prompts (with the completion budget: fits a 4k context)")
+    reward: str = _f("math", "math (verify.reward on the final answer) or has_digit (smoke-run plumbing)")
+
+
+def has_digit_reward(completions, **kwargs):
+    """1.0 when the completion contains a digit: a plumbing reward for the random tiny model (departure 2)."""
+    texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+    return [float(any(ch.isdigit() for ch in text)) for text in texts]
+
+
+REWARDS = {"math": math_reward, "has_digit": has_digit_reward}
+
+
+class StepLine(ProgressCallback):
+    """TRL's progress bar, but one fixed-format line per logged step instead of a dict, and metrics.jsonl."""
+
+    def __init__(self, path, kind):
+        super().__init__()
+        self.path, self.kind = path, kind
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "loss" not in logs:  # train-step logs only
+            return
+        # Absent: no generation this step (num_iterations > 1 reuses samples); None: no token to average.
+        m = defaultdict(lambda: float("nan"), {k: v for k, v in logs.items() if v is not None})
+        extra = {"apo": f"safe {m['safe_mass']:.3f} r_anc {m['r_anchor']:.3f}",
+                 "grpo_kl": f"kl {m['kl']:.4f}", "kl_on_wrong": f"kl {m['kl']:.4f}"}
+        line = (f"step {state.global_step:>4}/{state.max_steps} | reward {m['reward']:.3f} | zero_std "
+                f"{m['frac_reward_zero_std']:.2f} | len {m['completions/mean_length']:6.1f} | trunc "
+                f"{m['completions/clipped_ratio']:.2f} | ent {m['entropy']:.3f} | "
+                f"clip {m['clip_frac']:.3f} | {extra.get(self.kind, '-')} | loss {m['loss']:+.4f} | "
+                f"{m['step_time']:.1f}s")
+        (self.training_bar.write if self.training_bar is not None else print)(line)
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+def load_dataset_for_trl(script, tokenizer):
+    """Problems as a datasets.Dataset with TRL's `prompt` column and our `answer` (read by math_reward)."""
+    def n_tokens(problem):  # as train.py measures a prompt: its rendered text, tokenized
+        return len(tokenizer(rollout.format_prompt(tokenizer, problem))["input_ids"])
+
+    if script.dataset:
+        levels = {int(x) for x in script.levels.split(",") if x.strip()} or None
+        problems = data.load_problems(script.dataset, script.split, levels=levels, limit=script.limit or None)
+    else:
+        problems = TINY_PROBLEMS[:script.limit or None]
+    rows = [{"prompt": prompt_column(tokenizer, p["problem"]), "answer": p["answer"]} for p in problems
+            if n_tokens(p["problem"]) <= script.max_prompt_tokens]
+    if not rows:
+        raise ValueError(f"every prompt is longer than --max_prompt_tokens {script.max_prompt_tokens}")
+    return Dataset.from_list(rows)
+
+
+def main(argv=None):
+    parser = HfArgumentParser((ScriptArgs, APOConfig))
+    parser.set_defaults(**CPU_DEFAULTS)
+    try:
+        script, config = parser.parse_args_into_dataclasses(argv)
+    except ValueError as e:  # APOConfig's and GRPOConfig's checks: one sentence naming the setting
+        raise SystemExit(f"error: {e}") from None
+    if script.reward not in REWARDS:
+        raise SystemExit(f"error: --reward must be one of {', '.join(REWARDS)}")
+    state = PartialState()
+    if not script.model:
+        with state.main_process_first():  # under accelerate launch one process writes it, the others wait
+            if state.is_main_process:
+                build_tiny_model(TINY_MODEL_DIR)
+        script.model = TINY_MODEL_DIR
+    model_name = rollout.resolve_model_name(script.model)  # a bare Qwen name means Qwen/..., as train.py
+    try:  # left padding and pad = EOS when missing, as TRL loads its own processing class
+        tokenizer = AutoTokenizer.from_pretrained(model_name, padding_side="left", truncation_side="left")
+        dataset = load_dataset_for_trl(script, tokenizer)
+    except (OSError, ValueError) as e:  # data.DataError is a ValueError
+        raise SystemExit(f"error: {e}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    os.makedirs(config.output_dir, exist_ok=True)
+    metrics_path = os.path.join(config.output_dir, "metrics.jsonl")
+    if state.is_main_process and os.path.exists(metrics_path):
+        os.remove(metrics_path)  # this run's lines only, as train.py does without --resume
+
+    trainer = APOTrainer(model=model_name, reward_funcs=REWARDS[script.reward], args=config,
+                         train_dataset=dataset, processing_class=tokenizer)
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(StepLine(metrics_path, config.apo_loss))
+    processes = trainer.accelerator.num_processes
+    per_step = config.per_device_train_batch_size * processes * config.gradient_accumulation_steps
+    if state.is_main_process:  # the derived sizes, printed once
+        print(f"config: model={model_name} problems={len(dataset)} apo_loss={config.apo_loss} "
+              f"loss_type={config.loss_type} G={config.num_generations} processes={processes} "
+              f"completions/step={per_step} max_completion_length={config.max_completion_length} "
+              f"temperature={config.temperature} device={trainer.accelerator.device}")
+    result = trainer.train()
+    trainer.save_model(os.path.join(config.output_dir, "final"))
+    if state.is_main_process:
+        print(f"trained {result.global_step} steps in {result.metrics['train_runtime']:.1f}s; "
+              f"saved {os.path.join(config.output_dir, 'final')}")
+
+
+if __name__ == "__main__":
+    main()
