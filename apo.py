@@ -79,7 +79,7 @@ def group_advantages(rewards, std_normalize=True, eps=EPS_STD):
 
 # ------------------------------------------------------------ log-probs without log_softmax
 
-LEAN_PIECE_ELEMENTS = 1 << 25  # rows x V per float32 piece (128 MB): bounds the workspace
+LEAN_PIECE_ELEMENTS = 1 << 23  # rows x V per float32 piece (32 MB): bounds the workspace
 
 
 class _GatherLogp(torch.autograd.Function):
@@ -112,11 +112,12 @@ class _GatherLogp(torch.autograd.Function):
         flat_lse, flat_g = lse.reshape(-1, 1), grad_out.reshape(-1, ids.shape[-1]).to(lse.dtype)
         grad = torch.empty_like(flat)  # (R, V) in the logits' dtype
         rows = max(1, LEAN_PIECE_ELEMENTS // V)
-        for s in range(0, flat.shape[0], rows):
-            p = torch.exp(flat[s:s + rows].to(lse.dtype) - flat_lse[s:s + rows])  # (r, V) softmax
-            g = -p * flat_g[s:s + rows].sum(-1, keepdim=True)  # the -softmax term
+        for s in range(0, flat.shape[0], rows):  # in place: one float32 piece at a time
+            g = flat[s:s + rows].to(lse.dtype, copy=True)  # (r, V) a float32 copy: never alias z
+            g.sub_(flat_lse[s:s + rows]).exp_()  # softmax(z)
+            g.mul_(-flat_g[s:s + rows].sum(-1, keepdim=True))  # the -softmax term
             g.scatter_add_(-1, flat_ids[s:s + rows], flat_g[s:s + rows])  # the [j == ids_k] term
-            grad[s:s + rows] = g.to(grad.dtype)
+            grad[s:s + rows] = g  # cast back to the logits' dtype
         return grad.view_as(logits), None
 
 

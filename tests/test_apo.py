@@ -250,3 +250,11 @@ def test_lean_logp_keeps_the_logits_dtype_for_the_gradient():
     out = apo.gather_logp(x, torch.randint(50, (2, 5, 1)))
     out.sum().backward()
     assert out.dtype == torch.float32 and x.grad.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lean_logp_backward_never_modifies_the_logits(dtype):
+    x = torch.randn(2, 3, 20, dtype=dtype, requires_grad=True)
+    before = x.detach().clone()
+    apo.gather_logp(x, torch.randint(20, (2, 3, 2))).sum().backward()
+    assert torch.equal(x.detach(), before)
