@@ -92,6 +92,7 @@ class Config:
     eval_limit: int = _f(64, "held-out problems used by --eval-every")
     sample_every: int = _f(5, "print and log one sampled completion every N steps")
     resume: bool = _f(False, "continue from the latest checkpoint in --out")
+    track_safe_mass: bool = _f(False, "log safe_mass for every loss (loads the reference for grpo too)")
 
 
 class ConfigError(ValueError):
@@ -206,7 +207,7 @@ def loss_and_backward(model, roll, adv, ref_out, cfg, autocast):
         with autocast():
             logp, anchor_logp, entropy = rollout.policy_logps(
                 model, roll.input_ids[rows], roll.attention_mask[rows], y,
-                temperature=cfg.temperature, anchor_ids=topk_ids[rows] if kind == "apo" else None)
+                temperature=cfg.temperature, anchor_ids=topk_ids[rows] if topk_ids is not None else None)
         loss, m = apo.policy_loss(
             logp, logp.detach(), adv[rows], mask, kind=kind,  # departure 1: pi_old = pi_theta
             ref_logp=ref_logp[rows] if ref_logp is not None else None, anchor_logp=anchor_logp,
@@ -217,6 +218,9 @@ def loss_and_backward(model, roll, adv, ref_out, cfg, autocast):
         loss.backward()
         total_loss += loss.item()
         m["entropy"] = ((entropy * mask).sum() / mask.sum().clamp_min(1)).item()
+        if "safe_mass" not in m and anchor_logp is not None:  # --track-safe-mass for the baselines
+            mass = anchor_logp.detach().exp().sum(-1)  # (n, T) pi_theta on the reference top-K
+            m["safe_mass"] = ((mass * mask).sum() / mask.sum().clamp_min(1)).item()
         neg_tokens = (mask * (adv[rows] < 0)[:, None]).sum().item()
         for key, value in m.items():  # token-weighted means over micro-batches
             w = neg_tokens if key == "r_anchor" else m["tokens"]
@@ -327,7 +331,7 @@ def run(cfg):
     problems = data.load_problems(cfg.dataset, cfg.split, levels=cfg.level_set or None)
     model, tokenizer = rollout.load_model_and_tokenizer(ckpt or cfg.model, dtype="float32", device=device)
     ref_model = None
-    if cfg.loss != "grpo":  # the frozen initial policy, in the compute dtype (departure 2)
+    if cfg.loss != "grpo" or cfg.track_safe_mass:  # the frozen initial policy, compute dtype
         ref_model, _ = rollout.load_model_and_tokenizer(cfg.model, dtype=str(compute_dtype).split(".")[1],
                                                         device=device)
         ref_model.requires_grad_(False)

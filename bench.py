@@ -1,0 +1,291 @@
+"""Speed and memory of one training step: ours (GRPO and APO) against TRL's GRPOTrainer.
+
+    python bench.py                                   # tiny random model on CPU, ~2 minutes
+    python bench.py --shape qwen2.5-1.5b --json bench_gpu.json    # on a GPU (no download)
+
+What it measures, each in a fresh process so that peaks do not leak between runs:
+- ours: `train.py` itself, for --loss grpo and --loss apo on the same random-weight model,
+  prompts and settings. train.py logs per-step phase times (generation, rewards, reference
+  forward, loss forward+backward, optimizer) and peak memory; we report medians over the
+  steps after the warm-up ones. Completions of a random model almost never end early, so
+  every step generates exactly N x max_new_tokens tokens: timings compare like with like.
+- TRL: the same model, prompts, G, completions per step, completion length, one update per
+  generation, no KL (beta = 0), timed per optimizer step by a callback. Skipped with a
+  message when TRL is not installed (pip install -r requirements-trl.txt).
+- the log-prob path alone: log pi of the sampled tokens, forward and backward, from the same
+  bf16 hidden states and LM head at V = 151,936 (bf16 is what the LM head produces under GPU
+  autocast; the CPU run uses it too so that both measure the same thing): a naive float32
+  `log_softmax` over (N, T, V) against `apo.gather_logp` (gather the logit, subtract a
+  logsumexp; hand-written backward).
+
+Peak memory: `torch.cuda.max_memory_allocated` on a GPU; on CPU the process's peak resident
+set (VmHWM), for the log-prob test counted above the memory in use before it starts.
+
+Departures: the model has random weights shaped like Qwen2.5-Math-1.5B (no weights can be
+downloaded on our CI); its tokenizer is a small BPE, so decoded text is gibberish and every
+reward is 0 — irrelevant to timing, since every token still goes through every computation.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+QWEN_VOCAB = 151_936  # Qwen2.5's embedding rows
+SHAPES = {  # Qwen2Config fields; qwen2.5-1.5b copies Qwen2.5-Math-1.5B's config.json
+    "tiny": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=8192, max_position_embeddings=4096),  # CPU-sized
+    "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                         num_attention_heads=12, num_key_value_heads=2, vocab_size=QWEN_VOCAB,
+                         max_position_embeddings=4096, rope_theta=10000.0),
+}
+DEFAULTS = {  # per shape: prompts B, group G, completion tokens T, steps timed, micro-batch, logprob N x T
+    "tiny": dict(prompts=2, group=8, tokens=64, steps=8, micro=8, lp_rows=4, lp_tokens=256,
+                 sampler_batch=16, sampler_tokens=64),
+    "qwen2.5-1.5b": dict(prompts=8, group=8, tokens=512, steps=3, micro=8, lp_rows=16, lp_tokens=1024,
+                         sampler_batch=256, sampler_tokens=256),
+}
+WARMUP_STEPS = 1  # first step pays for allocation, kernel selection and graph capture
+
+
+def build_model(path, shape):
+    """A random-weight Qwen2 model of `shape` with a small BPE tokenizer, saved to `path`."""
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    from toy import tiny_lm
+    corpus = [f"Question: What is {a} + {b}?\nAnswer: {a + b}" for a in range(30) for b in range(30)]
+    tok = tiny_lm.train_tokenizer(corpus, 400, max_positions=4096)
+    eos = tok.eos_token_id
+    config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=True, bos_token_id=eos,
+                         eos_token_id=eos, pad_token_id=eos)
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return sum(p.numel() for p in model.parameters())
+
+
+def write_prompts(path, n):
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"problem": f"What is {i} + {2 * i + 1}?", "answer": str(3 * i + 1)}) + "\n")
+
+
+def run_ours(loss, model_dir, data_file, out, s, sampler):
+    """train.py in a subprocess; returns medians over the timed steps."""
+    steps = WARMUP_STEPS + s["steps"]
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--model", model_dir, "--dataset", data_file,
+           "--loss", loss, "--steps", str(steps), "--prompts-per-step", str(s["prompts"]),
+           "--group-size", str(s["group"]), "--max-new-tokens", str(s["tokens"]),
+           "--micro-batch-size", str(s["micro"]), "--gen-batch-size", str(s["prompts"] * s["group"]),
+           "--save-every", "0", "--out", out, "--sampler", sampler, "--lr", "1e-6"]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f][WARMUP_STEPS:]
+    med = {k: statistics.median(r[k] for r in rows) for k in
+           ("seconds", "gen_seconds", "ref_seconds", "loss_seconds", "opt_seconds", "gen_tokens_per_s")}
+    return {"step_s": med["seconds"], "gen_s": med["gen_seconds"], "ref_s": med["ref_seconds"],
+            "loss_s": med["loss_seconds"], "opt_s": med["opt_seconds"], "tok_per_s": med["gen_tokens_per_s"],
+            "peak_mb": max(r["peak_mb"] for r in rows)}
+
+
+def trl_worker(model_dir, data_file, s):
+    """One TRL GRPOTrainer run with settings matched to ours; prints a JSON line."""
+    from datasets import load_dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    import rollout
+    cuda = torch.cuda.is_available()
+    ds = load_dataset("json", data_files=data_file, split="train").rename_column("problem", "prompt")
+    n = s["prompts"] * s["group"]
+    steps = WARMUP_STEPS + s["steps"]
+    args = GRPOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=n,
+                      num_generations=s["group"],
+                      gradient_accumulation_steps=1, max_completion_length=s["tokens"], max_steps=steps,
+                      learning_rate=1e-6, beta=0.0, num_iterations=1, loss_type="dapo", logging_steps=1,
+                      report_to="none", save_strategy="no", bf16=cuda, use_cpu=not cuda, temperature=1.0,
+                      top_k=0, seed=0)
+    times = []
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            if cuda:
+                torch.cuda.synchronize()
+            self.t = time.time()
+
+        def on_step_end(self, *a, **k):
+            if cuda:
+                torch.cuda.synchronize()
+            times.append(time.time() - self.t)
+
+    trainer = GRPOTrainer(model=model_dir, reward_funcs=lambda completions, **kw: [0.0] * len(completions),
+                          args=args, train_dataset=ds, callbacks=[Timer()])
+    trainer.train()
+    device = torch.device("cuda" if cuda else "cpu")
+    print(json.dumps({"step_s": statistics.median(times[WARMUP_STEPS:]),
+                      "peak_mb": rollout.peak_memory_mb(device)}))
+
+
+def logprob_worker(mode, rows, tokens, hidden):
+    """Peak memory of log pi(y_t) for (rows, tokens) positions, forward + backward; prints JSON."""
+    import apo
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.bfloat16  # the logits' dtype in GPU training (bf16 autocast), on CPU too
+    torch.manual_seed(0)
+    h = torch.randn(rows, tokens, hidden, device=device, dtype=dtype, requires_grad=True)  # hidden states
+    w = (torch.randn(QWEN_VOCAB, hidden, device=device, dtype=dtype) * 0.02).requires_grad_(True)
+    y = torch.randint(QWEN_VOCAB, (rows, tokens, 1), device=device)  # the sampled tokens
+    before = _memory_now(device)
+    t0 = time.time()
+    logits = h @ w.T  # (N, T, V) in the model dtype, as the LM head makes them
+    if mode == "naive":
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, y)  # (N, T, 1) float32 (N, T, V) twice
+    else:
+        logp = apo.gather_logp(logits, y)  # (N, T, 1), no float32 (N, T, V) kept
+    del logits
+    logp.sum().backward()
+    if cuda:
+        torch.cuda.synchronize()
+    print(json.dumps({"peak_mb": _peak(device) - before, "seconds": time.time() - t0,
+                      "logp_sum": logp.sum().item()}))
+
+
+def sampler_worker(model_dir, batch, tokens):
+    """Decode tokens/s of plain `generate` and of rollout's static-cache sampler; prints JSON."""
+    import rollout
+    cuda = torch.cuda.is_available()
+    model, tok = rollout.load_model_and_tokenizer(model_dir, dtype="bfloat16" if cuda else "float32")
+    prompt = rollout.format_prompt(tok, "What is 12 + 30?")
+    enc = tok([prompt] * batch, return_tensors="pt", add_special_tokens=False).to(model.device)
+    cfg = rollout.sampling_config(model, tok, max_new_tokens=tokens)
+    cfg.eos_token_id = [-1]  # nothing stops early: every run decodes exactly `tokens` steps
+    out = {}
+    for name in ("hf", "static"):
+        for attempt in range(2):  # the first call warms up (and captures the CUDA graph)
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.time()
+            if name == "hf":
+                ids = model.generate(**enc, generation_config=cfg)[:, enc["input_ids"].shape[1]:]
+            else:
+                ids = rollout.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg)
+            if cuda:
+                torch.cuda.synchronize()
+            seconds = time.time() - t0
+        out[name] = {"tok_per_s": ids.numel() / seconds, "ms_per_step": 1000 * seconds / ids.shape[1]}
+    out["speedup"] = out["static"]["tok_per_s"] / out["hf"]["tok_per_s"]
+    print(json.dumps(out))
+
+
+def _memory_now(device):
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
+    with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current resident set
+        f.write("5")
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
+
+
+def _peak(device):
+    import rollout
+    return rollout.peak_memory_mb(device)
+
+
+def _worker_json(args):
+    p = subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"bench worker {args[:2]} failed:\n{p.stderr[-2000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Time and size one training step: ours vs TRL.")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="tiny", help="model shape (random weights)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps after 1 warm-up step")
+    ap.add_argument("--tokens", type=int, default=None, help="completion length T")
+    ap.add_argument("--lp-tokens", type=int, default=None, help="tokens per row in the log-prob test")
+    ap.add_argument("--sampler", default="auto", choices=["auto", "hf", "static"], help="our sampler")
+    ap.add_argument("--no-trl", action="store_true", help="skip the TRL comparison")
+    ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)  # internal: one measurement
+    args = ap.parse_args(argv)
+    s = dict(DEFAULTS[args.shape])
+    overrides = (("steps", args.steps), ("tokens", args.tokens), ("lp_tokens", args.lp_tokens))
+    s.update({k: v for k, v in overrides if v is not None})
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "trl":
+            return trl_worker(rest[0], rest[1], s)
+        if kind == "sampler":
+            return sampler_worker(rest[0], s["sampler_batch"], s["sampler_tokens"])
+        return logprob_worker(rest[0], s["lp_rows"], s["lp_tokens"], SHAPES[args.shape]["hidden_size"])
+
+    device = "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    print(f"bench: {args.shape} on {device}; B={s['prompts']} G={s['group']} T={s['tokens']}, "
+          f"median of {s['steps']} steps after {WARMUP_STEPS} warm-up")
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, data_file = os.path.join(tmp, "model"), os.path.join(tmp, "prompts.jsonl")
+        params = build_model(model_dir, args.shape)
+        write_prompts(data_file, 64)
+        ours = {loss: run_ours(loss, model_dir, data_file, os.path.join(tmp, loss), s, args.sampler)
+                for loss in ("grpo", "apo")}
+        common = ["--shape", args.shape, "--steps", str(s["steps"]), "--tokens", str(s["tokens"]),
+                  "--lp-tokens", str(s["lp_tokens"])]  # workers see the same settings
+        trl_result = None
+        if args.no_trl:
+            print("trl: skipped (--no-trl)")
+        else:
+            try:
+                import trl  # noqa: F401  (only to know whether it is installed)
+                trl_result = _worker_json(common + ["--worker", "trl", model_dir, data_file])
+            except ImportError:
+                print("trl: skipped: TRL is not installed (pip install -r requirements-trl.txt)")
+        sampler = _worker_json(common + ["--worker", "sampler", model_dir])
+        shape_args = common + ["--worker", "logprob"]
+        logprob = {"naive_mb": _worker_json(shape_args + ["naive"])["peak_mb"],
+                   "lean_mb": _worker_json(shape_args + ["lean"])["peak_mb"]}
+    result = {"device": device, "shape": args.shape, "params": params, "settings": s, "ours": ours,
+              "trl": trl_result, "sampler": sampler, "logprob_peak": logprob, "seconds": time.time() - t0}
+    print_report(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+def print_report(r):
+    cols = ("step s", "gen s", "ref s", "loss s", "opt s", "tok/s", "peak MB")
+    print(f"\n{'run':<10}" + "".join(f"{c:>9}" for c in cols))
+    for name, m in r["ours"].items():
+        vals = [m[k] for k in ("step_s", "gen_s", "ref_s", "loss_s", "opt_s")]
+        print(f"{name:<10}" + "".join(f"{v:>9.2f}" for v in vals)
+              + f"{m['tok_per_s']:>9.0f}{m['peak_mb']:>9.0f}")
+    if r["trl"]:
+        print(f"{'trl grpo':<10}{r['trl']['step_s']:>9.2f}{'':>45}{r['trl']['peak_mb']:>9.0f}")
+    g, a = r["ours"]["grpo"], r["ours"]["apo"]
+    print(f"apo vs grpo: step time {a['step_s'] / g['step_s'] - 1:+.1%}, peak memory "
+          f"{a['peak_mb'] / g['peak_mb'] - 1:+.1%}")
+    sp = r["sampler"]
+    print(f"sampling, batch {r['settings']['sampler_batch']}: generate {sp['hf']['tok_per_s']:.0f} tok/s "
+          f"({sp['hf']['ms_per_step']:.1f} ms/step), static sampler {sp['static']['tok_per_s']:.0f} tok/s "
+          f"({sp['static']['ms_per_step']:.1f} ms/step): {sp['speedup']:.2f}x")
+    lp = r["logprob_peak"]
+    print(f"log-prob path, forward+backward at V={QWEN_VOCAB}: naive float32 {lp['naive_mb']:.0f} MB, "
+          f"lean {lp['lean_mb']:.0f} MB ({lp['lean_mb'] / lp['naive_mb']:.0%} of naive)")
+    print(f"total {r['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""bench.py runs end to end and writes the documented JSON (a smoke test: timings are not
+asserted here; speed and memory targets are read off bench.py's own output)."""
+
+import json
+
+import bench
+
+
+def test_bench_writes_the_documented_json(tmp_path):
+    out = tmp_path / "bench.json"
+    bench.main(["--steps", "1", "--tokens", "8", "--lp-tokens", "16", "--no-trl", "--json", str(out)])
+    r = json.loads(out.read_text())
+    for loss in ("grpo", "apo"):
+        assert {"step_s", "peak_mb", "gen_s", "tok_per_s"} <= r["ours"][loss].keys()
+        assert r["ours"][loss]["step_s"] > 0
+    assert r["trl"] is None
+    assert r["logprob_peak"]["naive_mb"] > 0 and r["logprob_peak"]["lean_mb"] > 0
+    assert r["sampler"]["hf"]["tok_per_s"] > 0 and r["sampler"]["static"]["tok_per_s"] > 0
+
+
+def test_lean_and_naive_logprob_workers_agree(capsys):
+    for mode in ("naive", "lean"):
+        bench.main(["--lp-tokens", "8", "--worker", "logprob", mode])
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert abs(lines[0]["logp_sum"] - lines[1]["logp_sum"]) < 1e-3 * abs(lines[0]["logp_sum"])
