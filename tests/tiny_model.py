@@ -30,24 +30,25 @@ Choices, with reasons:
 """
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     GenerationConfig,
     Qwen2Config,
     Qwen2ForCausalLM,
-    Qwen2Tokenizer,
 )
-from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX  # Qwen2's split: one digit a token
 
-EOS = "<|endoftext|>"  # also the pad token, as in Qwen2.5-Math base models
-IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+ROOT = str(Path(__file__).resolve().parent.parent)
+if ROOT not in sys.path:  # `python tests/tiny_model.py`: the repository root is not on the path
+    sys.path.insert(0, ROOT)
+from toy import tiny_lm  # noqa: E402  (the one Qwen2 BPE builder)
+
+EOS, IM_START, IM_END = tiny_lm.EOS, tiny_lm.IM_START, tiny_lm.IM_END  # pad == EOS, as Qwen2.5-Math
 BPE_VOCAB = 400  # 256 byte symbols + 3 special tokens + ~140 merges learned from CORPUS
 MAX_POSITIONS = 1024  # longest prompt + completion the tiny model accepts
 CHAT_TEMPLATE = (
@@ -88,21 +89,8 @@ CORPUS = [  # the text the BPE merges are learned from: words and symbols of the
 
 
 def train_tokenizer(vocab_size=BPE_VOCAB):
-    """A byte-level BPE with Qwen2's pre-tokenizer, wrapped as the Qwen2Tokenizer it loads as."""
-    bpe = Tokenizer(models.BPE())
-    bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, IM_START, IM_END],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    bpe.train_from_iterator(CORPUS, trainer)
-    merges = [tuple(m) for m in json.loads(bpe.to_str())["model"]["merges"]]  # [("Ġ", "t"), ...]
-    return Qwen2Tokenizer(vocab=bpe.get_vocab(), merges=merges, eos_token=EOS, pad_token=EOS,
-                          unk_token=None, padding_side="left", model_max_length=MAX_POSITIONS,
-                          additional_special_tokens=[IM_START, IM_END])
+    """A byte-level BPE with Qwen2's pre-tokenizer, trained on CORPUS (toy/tiny_lm.py builds it)."""
+    return tiny_lm.train_tokenizer(CORPUS, vocab_size, max_positions=MAX_POSITIONS)
 
 
 def build_tiny_model(path, *, vocab_size=None, hidden=32, layers=2, heads=4, seed=0, chat_template=True):
