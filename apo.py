@@ -9,7 +9,7 @@ forward passes live in rollout.py, the loop in train.py, a CPU demo in toy/tree_
 
 Run the worked examples:  python -m doctest apo.py -v      (or: python apo.py)
 
-The objective (APO_SPEC.md §1, §3, §4), per completion token t of completion i
+The objective (METHOD.md §1, §3, §4; the paper's §3-4), per completion token t of completion i
 ---------------------------------------------------------------------------
     A_i        = (R_i - mean_j R_j) / (std_j R_j + eps)               group advantage
     rho_t      = pi_theta(y_t|s_t) / pi_old(y_t|s_t)                  importance ratio
@@ -32,10 +32,11 @@ The objective (APO_SPEC.md §1, §3, §4), per completion token t of completion 
 | pi_ref(k), k in TopK       | ref_topk_logp.exp()  (constant)           | (N, T, K) |
 | [k == y_t]                 | anchor_is_sampled                         | (N, T, K) |
 | rho_t, r~_t, r_anchor_t    | ratio, rect_ratio, r_anchor               | (N, T)    |
+| r~_t if A_i < 0 else rho_t | used_ratio (the ratio inside the clip)    | (N, T)    |
 | lam, beta, kl_coef         | lam, beta, kl_coef                        | scalars   |
 | eps_low, eps_high          | clip_low, clip_high                       | scalars   |
 
-Decisions where the paper is silent (APO_SPEC.md "Decisions")
+Decisions where the paper is silent (METHOD.md "Decisions")
 --------------------------------------------------------------
 1. r~ replaces rho *inside* the PPO clip. At the start r~ = lam - beta = 0.95: in the band.
    A consequence worth knowing: once beta * r_anchor > lam - (1 - eps_low) (for example
@@ -56,13 +57,16 @@ import torch
 EPS_STD = 1e-6  # added to the group std; all-equal groups then get exactly A = 0
 Z_REF_MIN = 1e-12  # Decision 4: guards 0/0 when every anchor is the sampled token
 KINDS = ("grpo", "grpo_kl", "kl_on_wrong", "apo")
+# policy_loss's metrics are means over the micro-batch's valid tokens ("tokens"), except these;
+# averaging them over micro-batches is a plain sum weighted by these counts (train.py)
+METRIC_WEIGHTS = {"r_anchor": "neg_tokens"}
 AGGS = ("token_mean", "seq_mean", "constant")
 
 
 # ----------------------------------------------------------------------------- advantages
 
 def group_advantages(rewards, std_normalize=True, eps=EPS_STD):
-    """Group-relative advantages (APO_SPEC §1): rewards (B, G) -> advantages (B, G).
+    """Group-relative advantages (METHOD.md §1): rewards (B, G) -> advantages (B, G).
 
     >>> group_advantages(torch.tensor([[1., 0., 0., 1.], [1., 1., 1., 1.]]))
     tensor([[ 0.8660, -0.8660, -0.8660,  0.8660],
@@ -213,9 +217,10 @@ def policy_loss(logp, old_logp, adv, mask, kind="apo", *, ref_logp=None, anchor_
                 max_len=None, denom=None):
     """The clipped policy-gradient loss of `kind` and a dict of float metrics.
 
-    Shapes as APO_SPEC §7: logp, old_logp, ref_logp, mask (N, T); adv (N,); anchor_logp,
+    Shapes as METHOD.md §7: logp, old_logp, ref_logp, mask (N, T); adv (N,); anchor_logp,
     ref_topk_logp, anchor_is_sampled (N, T, K). Only logp and anchor_logp carry gradients;
-    the rest are treated as constants. Inputs a kind does not use are ignored.
+    the rest are treated as constants. Inputs a kind does not use are ignored, except that
+    `anchor_logp` always adds the `safe_mass` metric (sum of pi_theta over the reference top-K).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -229,23 +234,24 @@ def policy_loss(logp, old_logp, adv, mask, kind="apo", *, ref_logp=None, anchor_
     maskf = mask.to(logp.dtype)  # (N, T) 1.0 on completion tokens
     A = adv.detach().to(logp.dtype)[:, None]  # (N, 1) broadcast over tokens
     neg = A < 0  # (N, 1) tokens of worse-than-average completions
+    neg_mask = maskf * neg.to(maskf.dtype)  # (N, T) 1.0 on tokens of negative-advantage completions
     ratio = torch.exp(logp - old_logp.detach())  # (N, T) rho; exactly 1 on the first pass
     metrics = {"ratio_mean": _masked_mean(ratio.detach(), maskf)}
 
     if kind == "apo":
         r_anchor = anchor_ratio(anchor_logp, ref_topk_logp.detach(), anchor_is_sampled)
-        rect = lam * ratio - beta * r_anchor  # (N, T) r~: push y_t down, pull anchors up
-        used = torch.where(neg, rect, ratio)  # (N, T) positives keep plain rho
-        neg_mask = maskf * neg.to(maskf.dtype)  # (N, T) tokens the pull acts on
+        rect_ratio = lam * ratio - beta * r_anchor  # (N, T) r~: push y_t down, pull anchors up
+        used_ratio = torch.where(neg, rect_ratio, ratio)  # (N, T) positives keep plain rho
         metrics["r_anchor"] = (_masked_mean(r_anchor.detach(), neg_mask)
                                if neg_mask.sum() > 0 else float("nan"))
-        metrics["safe_mass"] = _masked_mean(anchor_logp.detach().exp().sum(-1), maskf)
     else:
-        used = ratio
+        used_ratio = ratio
+    if anchor_logp is not None:  # APO, or any loss given the anchors (train.py --track-safe-mass)
+        metrics["safe_mass"] = _masked_mean(anchor_logp.detach().exp().sum(-1), maskf)  # sum_M pi_theta
 
-    # PPO clip (APO_SPEC §1, Decision 1): the min makes the clip pessimistic.
-    unclipped = used * A  # (N, T)
-    clipped = used.clamp(1 - clip_low, 1 + clip_high) * A  # (N, T)
+    # PPO clip (METHOD.md §1, Decision 1): the min makes the clip pessimistic.
+    unclipped = used_ratio * A  # (N, T)
+    clipped = used_ratio.clamp(1 - clip_low, 1 + clip_high) * A  # (N, T)
     per_token = -torch.min(unclipped, clipped)  # (N, T) L_t
     metrics["clip_frac"] = _masked_mean((clipped < unclipped).to(maskf.dtype), maskf)
 
@@ -257,7 +263,8 @@ def policy_loss(logp, old_logp, adv, mask, kind="apo", *, ref_logp=None, anchor_
         metrics["kl"] = _masked_mean(k3.detach(), maskf)
 
     loss = aggregate(per_token, maskf, agg, max_len, denom)
-    metrics["tokens"] = maskf.sum().item()
+    metrics["tokens"] = maskf.sum().item()  # the weight of every metric above ...
+    metrics["neg_tokens"] = neg_mask.sum().item()  # ... but r_anchor's (METRIC_WEIGHTS)
     return loss, metrics
 
 

@@ -8,7 +8,7 @@ Shared by train.py (`--dataset`) and eval.py (`--benchmarks`). Every source beco
 Sources:
 - a local `.jsonl`, `.json` or `.parquet` file;
 - a benchmark name from BENCHMARKS (the usual hub copies of the five math benchmarks);
-- `arith`: the synthetic arithmetic task of toy/tiny_lm.py (splits `train` and `test`);
+- `arith`: the synthetic arithmetic task of tasks.py (splits `train` and `test`);
 - any other hub dataset id (`--split` picks the split).
 Fields: the problem from `problem`, `question` or `prompt`; the answer from `answer` or
 `final_answer` (a list keeps its first entry), else the last `\\boxed{}` of `solution`.
@@ -21,6 +21,7 @@ usual one-GPU GRPO recipe for Qwen2.5-Math).
 import argparse
 import os
 
+import tasks
 import verify
 
 PROBLEM_FIELDS = ("problem", "question", "prompt")
@@ -35,7 +36,7 @@ BENCHMARKS = {
     "olympiadbench": ("math-ai/olympiadbench", None, "test"),
 }
 MATH_TRAIN = "DigitalLearningGmbH/MATH-lighteval"  # MATH train split, with `level` and `solution`
-SYNTHETIC = ("arith",)  # generated locally by toy/tiny_lm.py: splits "train" and "test"
+SYNTHETIC = ("arith",)  # generated locally by tasks.py: splits "train" and "test"
 
 
 class DataError(ValueError):
@@ -78,9 +79,8 @@ def load_problems(spec, split=None, *, levels=None, limit=None):
     `levels` keeps rows whose `level` field ("Level 3" or 3) is in it, when the field exists.
     Rows whose answer cannot be found are dropped; if none is left, DataError.
     """
-    if spec in SYNTHETIC:  # no download: the tiny-LM task generates its own problems
-        from toy import tiny_lm
-        return tiny_lm.arith_problems(split or "test")[:limit]
+    if spec in SYNTHETIC:  # no download: tasks.py generates the problems
+        return tasks.arith_problems(split or "test")[:limit]
     rows = load_rows(spec, split)
     columns = set(rows.column_names)
     p_field = next((name for name in PROBLEM_FIELDS if name in columns), None)

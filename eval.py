@@ -5,7 +5,7 @@
     python eval.py --model Qwen2.5-Math-1.5B --benchmarks math500 --limit 200 --topk-coverage
     python eval.py --compare runs/eval_base/results.json runs/eval_apo/results.json
 
-What it implements (APO_SPEC §5, §6, §3):
+What it implements (METHOD.md §5, §6, §3):
 - n samples per problem, graded by `verify.reward` (the training reward), and pass@k with the
   unbiased estimator 1 - C(n-c, k)/C(n, k), averaged over problems. "Max over the first k"
   would be a noisier estimate of the same number; the estimator uses all n samples.
@@ -29,20 +29,23 @@ Departures and choices, with reasons:
    paper's prompt is not given; the solution is tokenized on its own, after the prompt.
 """
 
-import argparse
+import dataclasses
 import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+import cli
 import data
 import rollout
 import verify
+from toy import tiny_lm
 
 COVERAGE_KS = (1, 4, 8, 16)  # the paper's teacher-forcing table
 COVERAGE_ROWS = 8  # solutions per forward pass: bounds the (rows, T, V) logits tensor
@@ -254,31 +257,28 @@ def compare(files, out):
 
 # ---------------------------------------------------------------------------------- main
 
-def build_parser():
-    ap = argparse.ArgumentParser(description="Pass@k of a model on math benchmarks (unbiased estimator).",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--model", help="local folder or hub id; a bare Qwen name such as Qwen2.5-Math-1.5B "
-                    "means Qwen/<name>")
-    ap.add_argument("--benchmarks", default=",".join(data.BENCHMARKS),
-                    help="comma list of benchmark names, hub ids or local .jsonl/.json/.parquet files "
-                    "(a file is named by its stem); default: all five")
-    ap.add_argument("--n", type=int, default=16, help="samples per problem")
-    ap.add_argument("--k", default=None,
-                    help="comma list of k, each <= n; default: powers of 2 up to n, and n itself")
-    ap.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (see departure 1)")
-    ap.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling; 1.0 is off")
-    ap.add_argument("--max-new-tokens", type=int, default=3000, help="completion budget; longer is truncated")
-    ap.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
-    ap.add_argument("--batch-size", type=int, default=64, help="rows (problem x sample) per generate call")
-    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                    help="auto: bfloat16 on CUDA, float32 on CPU")
-    ap.add_argument("--seed", type=int, default=0, help="torch seed, set again before each benchmark")
-    ap.add_argument("--out", default="runs/eval", help="folder for results.json, results.md, the plots")
-    ap.add_argument("--topk-coverage", action="store_true",
-                    help="also measure how often reference-solution tokens lie in the model's top-1/4/8/16")
-    ap.add_argument("--compare", nargs="+", metavar="RESULTS_JSON",
-                    help="draw these results files together into OUT/compare.png; runs no model")
-    return ap
+@dataclass
+class EvalConfig:
+    """Pass@k of a model on math benchmarks (unbiased estimator)."""
+    model: str = cli.option(None, "local folder, hub id (a bare Qwen name such as Qwen2.5-Math-1.5B means "
+                            "Qwen/<name>), or `tiny` for the CPU math LM")
+    benchmarks: str = cli.option(",".join(data.BENCHMARKS), "comma list of benchmark names, `arith`, hub ids "
+                                 "or local .jsonl/.json/.parquet files (a file is named by its stem)")
+    n: int = cli.option(16, "samples per problem")
+    k: str = cli.option(None, "comma list of k, each <= n; default: powers of 2 up to n, and n itself")
+    temperature: float = cli.option(0.6, "sampling temperature (see departure 1)")
+    top_p: float = cli.option(1.0, "nucleus sampling; 1.0 is off")
+    max_new_tokens: int = cli.option(3000, "completion budget; longer is truncated")
+    limit: int = cli.option(None, "first N problems of each benchmark", type=int)
+    batch_size: int = cli.option(64, "rows (problem x sample) per generate call")
+    dtype: str = cli.option("auto", "auto: bfloat16 on CUDA, float32 on CPU",
+                            choices=["auto", "float32", "bfloat16", "float16"])
+    seed: int = cli.option(0, "torch seed, set again before each benchmark")
+    out: str = cli.option("runs/eval", "folder for results.json, results.md, the plots")
+    topk_coverage: bool = cli.option(False, "also measure how often reference-solution tokens lie in the "
+                                     "model's top-1/4/8/16")
+    compare: list = cli.option(None, "draw these results.json files together into OUT/compare.png; runs no "
+                               "model", nargs="+")
 
 
 def run(args):
@@ -302,11 +302,11 @@ def run(args):
         solutions = {benchmark_name(s): load_solutions(s, args.limit) for s in specs}
     if args.topk_coverage and not any(solutions.values()):
         raise UsageError("--topk-coverage needs a benchmark with a `solution` field (e.g. math500)")
-    model, tokenizer = rollout.load_model_and_tokenizer(args.model, dtype=args.dtype)
+    model, tokenizer = rollout.load_model_and_tokenizer(tiny_lm.resolve_model(args.model), dtype=args.dtype)
     print(f"model {args.model} on {next(model.parameters()).device}; n={args.n}, k={ks}, "
           f"temperature={args.temperature}, top_p={args.top_p}, max_new_tokens={args.max_new_tokens}")
     out.mkdir(parents=True, exist_ok=True)
-    results = {"model": args.model, "benchmarks": {}, "config": vars(args)}
+    results = {"model": args.model, "benchmarks": {}, "config": dataclasses.asdict(args)}
     with open(out / "samples.jsonl", "w") as f:
         for name, problems in benchmarks.items():
             results["benchmarks"][name], records = evaluate(model, tokenizer, name, problems, args, ks)
@@ -331,7 +331,7 @@ def run(args):
 
 def main(argv=None):
     """Run the CLI; returns the exit code (2 with one "error: ..." line for bad input)."""
-    args = build_parser().parse_args(argv)
+    args = cli.parse(EvalConfig, argv)
     try:
         run(args)
     except (UsageError, data.DataError, rollout.ModelLoadError) as e:

@@ -4,7 +4,7 @@ Used by train.py (rollouts, policy and reference log-probs) and eval.py (samplin
 Try it on any local or hub model:
     python rollout.py --model Qwen/Qwen2.5-Math-1.5B --problem "What is 3 + 4?" --group-size 4
 
-What it implements (APO_SPEC §1, §3, §7):
+What it implements (METHOD.md §1, §3, §7):
 - prompts through the tokenizer's chat template when it has one (Qwen2.5-Math style: the
   problem, then "Please reason step by step, and put your final answer within \\boxed{}."),
   a plain "Question/Answer" template otherwise; left padding, so that every completion
@@ -32,15 +32,16 @@ import argparse
 import os
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from transformers import GenerationConfig
 
 import apo
+import fast_sampler
 
 PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
 PLAIN_TEMPLATE = "Question: {problem}\n{suffix}\nAnswer:"  # for tokenizers without a chat template
-TINY_MODEL = "tiny"  # --model tiny: the small math LM that toy/tiny_lm.py trains on CPU
 ENTROPY_TOKENS = 256  # completion positions per float32 entropy piece: bounds its workspace
 # Every knob that would change the sampling distribution, set to "off" (departure 1).
 NEUTRAL_SAMPLING = dict(top_k=0, min_p=None, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0,
@@ -70,6 +71,17 @@ class Rollout:
         return Rollout(self.input_ids[idx], self.attention_mask[idx], self.completion_ids[idx],
                        self.completion_mask[idx], self.truncated[idx], self.prompt_index[idx],
                        [self.texts[i] for i in ids])
+
+
+class Reference(NamedTuple):
+    """What the frozen reference says about a Rollout's completion tokens (reference_pass)."""
+    ref_logp: torch.Tensor   # (N, T) float32 log pi_ref(y_t), no grad
+    topk_ids: torch.Tensor   # (N, T, K) long: the reference's K most likely tokens, the safe manifold
+    topk_logp: torch.Tensor  # (N, T, K) float32 log pi_ref at topk_ids, no grad
+
+    def rows(self, idx):
+        """The same quantities for rows `idx` only (a slice or index tensor)."""
+        return Reference(self.ref_logp[idx], self.topk_ids[idx], self.topk_logp[idx])
 
 
 # -------------------------------------------------------------------------------- prompts
@@ -154,9 +166,6 @@ def load_model_and_tokenizer(name, *, dtype="auto", device=None):
     Raises ModelLoadError with one actionable sentence instead of a long traceback.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    if name == TINY_MODEL:  # the project's own CPU model (toy/tiny_lm.py), built on first use
-        from toy import tiny_lm
-        name = tiny_lm.ensure_tiny_model()
     name = resolve_model_name(name)
     auto_device, torch_dtype = pick_device_dtype(dtype)
     device = torch.device(device) if device else auto_device
@@ -197,7 +206,7 @@ def sample(model, tokenizer, problems, group_size, *, temperature=1.0, top_p=1.0
 
     `batch_size` rows are sampled at once; a batch may stop early when all its rows have
     emitted EOS, so batches are right-padded to the longest before stacking. `sampler`:
-    "hf" (`generate`), "static" (static cache + CUDA graph, see above) or "auto" (static on
+    "hf" (`generate`), "static" (static cache + CUDA graph, fast_sampler.py) or "auto" (static on
     CUDA, falling back to `generate` if it cannot run; `generate` on CPU, where it is as fast).
     """
     if sampler not in ("auto", "hf", "static"):
@@ -220,7 +229,7 @@ def sample(model, tokenizer, problems, group_size, *, temperature=1.0, top_p=1.0
         ids, attn = prompt_ids[start:start + batch_size], prompt_mask[start:start + batch_size]
         if use_static:
             try:
-                pieces.append(static_generate(model, ids, attn, config))  # (n, T_batch)
+                pieces.append(fast_sampler.static_generate(model, ids, attn, config))  # (n, T_batch)
                 continue
             except Exception as e:  # noqa: BLE001 - any failure: the slow path is always right
                 if sampler == "static":
@@ -239,148 +248,6 @@ def sample(model, tokenizer, problems, group_size, *, temperature=1.0, top_p=1.0
         attention_mask=torch.cat([prompt_mask, mask.long()], 1),  # (N, P+T)
         completion_ids=completion_ids, completion_mask=mask, truncated=truncated.cpu(),
         prompt_index=torch.arange(len(problems)).repeat_interleave(group_size), texts=texts)
-
-
-# ----------------------------------------------------------- fast path: static cache + graph
-#
-# Why `generate` is slow on a GPU. Decoding one token for 256 sequences of a 1.5B model reads
-# the 3 GB of weights once: ~1 ms of H100 memory bandwidth. But the Python code of a forward
-# pass launches hundreds of small kernels, each costing a few microseconds of CPU time, and
-# `generate` also re-builds masks and grows its cache every step: ~70 ms a step, whatever the
-# batch size. The GPU mostly waits for the CPU.
-#
-# The fix, in three parts:
-# 1. A *static* KV cache: one buffer of length P + max_new_tokens allocated up front and
-#    written in place at `cache_position`, so every decode step has identical shapes.
-# 2. A 4D attention mask of that full length, prepared once: padding columns closed, future
-#    columns opened one per step by writing a single element. No mask is rebuilt.
-# 3. With fixed shapes and fixed buffers, the whole decode forward is recorded once as a CUDA
-#    graph and replayed each step: one launch instead of hundreds.
-# Sampling (temperature, top-p, multinomial) happens outside the graph with transformers' own
-# logits warpers and the same calls as `generate`, so the distribution is exactly the same; a
-# CPU test checks greedy outputs identical to `generate` and the sampled token statistics.
-# Where it cannot run (no CUDA, an attention kernel we do not know, a capture error) we fall
-# back to `generate`, which is always correct.
-
-STOP_CHECK_EVERY = 16  # decode steps between "all finished?" checks (each one syncs the GPU)
-
-
-def _decode_mask(prompt_mask, total_len, attn_impl, dtype):
-    """(B, 1, 1, L) mask for one-token queries: prompt padding closed, completion columns
-    closed until their step opens them. Bool for SDPA (True = attend), additive float for
-    eager attention (0 = attend, dtype min = masked)."""
-    B, P = prompt_mask.shape
-    allowed = torch.zeros(B, 1, 1, total_len, dtype=torch.bool, device=prompt_mask.device)
-    allowed[:, 0, 0, :P] = prompt_mask.bool()
-    if attn_impl == "sdpa":
-        return allowed
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
-        ~allowed, torch.finfo(dtype).min)
-
-
-def _open_column(mask, col):
-    """Let every query attend to cache column `col` from now on (in place, graph-safe)."""
-    mask[..., col] = True if mask.dtype == torch.bool else 0.0
-
-
-@torch.no_grad()
-def static_generate(model, prompt_ids, prompt_mask, config, *, use_graph=None):
-    """Sample like `model.generate(prompt_ids, attention_mask=prompt_mask, generation_config=config)`
-    with a static cache and, on CUDA, a CUDA-graph decode step. Returns completion ids (B, T).
-
-    Only sampling configs made by `sampling_config` (or greedy ones) are supported.
-    """
-    from transformers import StaticCache
-    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
-    B, P = prompt_ids.shape
-    T, device = config.max_new_tokens, prompt_ids.device
-    use_graph = device.type == "cuda" if use_graph is None else use_graph
-    attn_impl = model.config._attn_implementation
-    if attn_impl not in ("sdpa", "eager"):
-        raise NotImplementedError(f"static_generate supports sdpa and eager attention, not {attn_impl}")
-    eos = torch.tensor(config.eos_token_id if isinstance(config.eos_token_id, list)
-                       else [config.eos_token_id], device=device)
-    warpers = []
-    if config.do_sample and config.temperature != 1.0:
-        warpers.append(TemperatureLogitsWarper(config.temperature))
-    if config.do_sample and config.top_p < 1.0:
-        warpers.append(TopPLogitsWarper(config.top_p))
-
-    def pick(logits, generated):  # exactly generate's token selection
-        scores = logits.to(dtype=torch.float32, copy=True)  # (B, V)
-        for w in warpers:
-            scores = w(generated, scores)
-        if config.do_sample:
-            return torch.multinomial(torch.softmax(scores, -1), num_samples=1).squeeze(1)  # (B,)
-        return scores.argmax(-1)
-
-    cache = StaticCache(config=model.config, max_cache_len=P + T)
-    position = (prompt_mask.long().cumsum(-1) - 1).clamp_min(0)  # (B, P) as generate
-    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position,
-                cache=cache, cache_position=torch.arange(P, device=device), use_cache=True,
-                logits_to_keep=1)  # prefill: fills the cache for all prompt columns
-    logits = out.logits[:, -1]  # (B, V)
-    # the static inputs of one decode step; the graph reads and writes only these buffers
-    tok = torch.zeros(B, 1, dtype=torch.long, device=device)
-    pos = torch.zeros(B, 1, dtype=torch.long, device=device)
-    cache_pos = torch.zeros(1, dtype=torch.long, device=device)
-    mask = _decode_mask(prompt_mask, P + T, attn_impl, logits.dtype)
-    first_pos = prompt_mask.long().sum(-1, keepdim=True)  # (B, 1) position id of completion token 0
-
-    def step():
-        return model(input_ids=tok, attention_mask=mask, position_ids=pos, cache=cache,
-                     cache_position=cache_pos, use_cache=True).logits[:, -1]  # (B, V)
-
-    graph, graph_logits = None, None
-    unfinished = torch.ones(B, dtype=torch.bool, device=device)
-    generated = torch.empty(B, 0, dtype=torch.long, device=device)
-    for t in range(T):
-        next_tok = pick(logits, torch.cat([prompt_ids, generated], 1))  # (B,)
-        next_tok = torch.where(unfinished, next_tok, config.pad_token_id)
-        generated = torch.cat([generated, next_tok[:, None]], 1)  # (B, t+1)
-        unfinished &= ~torch.isin(next_tok, eos)
-        if t == T - 1 or ((t + 1) % STOP_CHECK_EVERY == 0 and not unfinished.any()):
-            break
-        tok.copy_(next_tok[:, None])
-        pos.copy_(first_pos + t)
-        cache_pos.fill_(P + t)
-        _open_column(mask, P + t)
-        if use_graph and graph is None:
-            graph, graph_logits = _capture(step)
-        if graph is not None:
-            graph.replay()  # one launch: the whole forward pass, recorded once
-            logits = graph_logits  # (B, V) a static buffer, read by pick() before the next replay
-        else:
-            logits = step()
-    return _trim_finished(generated, eos)
-
-
-def unfinished_steps(generated, eos):
-    """(B, t) -> (t,) bool: was any row still running before step j."""
-    ended = torch.isin(generated, eos).cumsum(1) > 0  # (B, t) ended at or before j
-    return torch.cat([torch.ones(1, dtype=torch.bool, device=generated.device),
-                      (~ended[:, :-1]).any(0)])
-
-
-def _trim_finished(generated, eos):
-    """Drop the columns after the step where every row had ended, as generate does."""
-    running = unfinished_steps(generated, eos)  # (t,)
-    keep = int(running.nonzero().max().item()) + 1
-    return generated[:, :keep]
-
-
-def _capture(step):
-    """Warm up on a side stream, then record `step` as a CUDA graph; returns (graph, output)."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(2):  # warm-up runs compute the same step; the cache write is idempotent
-            step()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = step()
-    return graph, out
 
 
 # ------------------------------------------------------------------------ forward passes
@@ -428,7 +295,8 @@ def reference_pass(model, rollout, *, top_k, temperature=1.0, chunk_size=4):
     """Reference quantities for a whole rollout, chunk_size sequences at a time, no grad.
 
     Returns ref_logp (N, T) log pi_ref(y_t), topk_ids (N, T, K) and topk_logp (N, T, K): the
-    reference's K most likely next tokens (the safe manifold, APO_SPEC §3) and their log-probs.
+    reference's K most likely next tokens (the safe manifold, METHOD.md §3) and their log-probs,
+    as a `Reference` (a tuple: `ref_logp, topk_ids, topk_logp = reference_pass(...)` works).
     """
     T = rollout.completion_ids.shape[1]
     ref_logp, topk_ids, topk_logp = [], [], []
@@ -442,7 +310,7 @@ def reference_pass(model, rollout, *, top_k, temperature=1.0, chunk_size=4):
         ref_logp.append(logp[..., 0])
         topk_ids.append(ids)
         topk_logp.append(logp[..., 1:])
-    return torch.cat(ref_logp), torch.cat(topk_ids), torch.cat(topk_logp)  # (N, T), (N, T, K) x2
+    return Reference(torch.cat(ref_logp), torch.cat(topk_ids), torch.cat(topk_logp))  # (N, T), (N, T, K) x2
 
 
 def _main():

@@ -1,6 +1,6 @@
 """APO through TRL's GRPOTrainer (integrations/trl_apo.py): a CPU smoke run, and the same script on GPUs.
 
-CPU, offline, in seconds (builds tests/tiny_model.py's random Qwen2, 2 steps on its 16 toy problems):
+CPU, offline, in seconds (builds toy/random_qwen2.py's random Qwen2, 2 steps on its 16 toy problems):
     python examples/trl_apo_cpu.py --reward has_digit
 Several GPUs: the same script under `accelerate launch` with a DeepSpeed config (README, "Beyond one GPU"):
     accelerate launch --config_file examples/zero3.yaml --num_processes 8 examples/trl_apo_cpu.py \\
@@ -16,7 +16,7 @@ OUTPUT_DIR/final.
 Departures from train.py, with reasons:
 1. Batching is TRL's: a step is per_device_train_batch_size x processes x gradient_accumulation_steps
    completions, each prompt sampled num_generations times (G); there is no --prompts-per-step.
-2. `--reward has_digit` (1 when the completion contains a digit) is not a task: it only gives the random tiny
+2. `--reward has_digit` (1 when the completion contains a digit) is not a task: it only gives the random
    model mixed groups, so that advantages are non-zero and the APO metrics move in the smoke run.
 3. No held-out evaluation or resume logic of our own: use eval.py on OUTPUT_DIR/final, and TRL's
    `--save_strategy steps --save_steps N` with `--resume_from_checkpoint`.
@@ -25,7 +25,6 @@ Departures from train.py, with reasons:
 import json
 import os
 import sys
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,15 +35,14 @@ from datasets import Dataset
 from transformers import AutoTokenizer, HfArgumentParser, PrinterCallback, ProgressCallback
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # run as a script: the project's modules and the tiny model
-
-from tiny_model import TINY_PROBLEMS, build_tiny_model  # noqa: E402
+sys.path.insert(0, str(ROOT))  # run as `python examples/x.py`: the repository root is not on the path
 
 import data  # noqa: E402
 import rollout  # noqa: E402
 from integrations.trl_apo import APOConfig, APOTrainer, math_reward, prompt_column  # noqa: E402
+from toy.random_qwen2 import TOY_PROBLEMS, build_random_qwen2  # noqa: E402
 
-TINY_MODEL_DIR = os.path.join(tempfile.gettempdir(), "apo-tiny-qwen2")  # rebuilt by every run without --model
+RANDOM_MODEL_SUBDIR = "random-qwen2"  # without --model: built inside --output_dir, so two runs never collide
 # The smoke run's sizes; a GPU run overrides them on the command line.
 CPU_DEFAULTS = dict(output_dir="runs/trl_apo", max_steps=2, per_device_train_batch_size=8, num_generations=4,
                     max_completion_length=32, logging_steps=1, report_to="none", save_strategy="no",
@@ -57,7 +55,7 @@ def _f(default, help):
 
 @dataclass
 class ScriptArgs:
-    model: str = _f("", "local folder or hub id; empty: build the tiny random Qwen2 of tests/tiny_model.py")
+    model: str = _f("", "local folder or hub id; empty: build the random Qwen2 of toy/random_qwen2.py")
     dataset: str = _f("", "hub id or local .jsonl/.json/.parquet with problem+answer; empty: 16 toy problems")
     split: str = _f("train", "dataset split (hub datasets)")
     levels: str = _f("3,4,5", "keep these MATH levels when the data has a `level` field; '' keeps all")
@@ -67,7 +65,7 @@ class ScriptArgs:
 
 
 def has_digit_reward(completions, **kwargs):
-    """1.0 when the completion contains a digit: a plumbing reward for the random tiny model (departure 2)."""
+    """1.0 when the completion contains a digit: a plumbing reward for the random Qwen2 (departure 2)."""
     texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
     return [float(any(ch.isdigit() for ch in text)) for text in texts]
 
@@ -108,7 +106,7 @@ def load_dataset_for_trl(script, tokenizer):
         levels = {int(x) for x in script.levels.split(",") if x.strip()} or None
         problems = data.load_problems(script.dataset, script.split, levels=levels, limit=script.limit or None)
     else:
-        problems = TINY_PROBLEMS[:script.limit or None]
+        problems = TOY_PROBLEMS[:script.limit or None]
     rows = [{"prompt": prompt_column(tokenizer, p["problem"]), "answer": p["answer"]} for p in problems
             if n_tokens(p["problem"]) <= script.max_prompt_tokens]
     if not rows:
@@ -127,10 +125,11 @@ def main(argv=None):
         raise SystemExit(f"error: --reward must be one of {', '.join(REWARDS)}")
     state = PartialState()
     if not script.model:
+        random_dir = os.path.join(config.output_dir, RANDOM_MODEL_SUBDIR)
         with state.main_process_first():  # under accelerate launch one process writes it, the others wait
             if state.is_main_process:
-                build_tiny_model(TINY_MODEL_DIR)
-        script.model = TINY_MODEL_DIR
+                build_random_qwen2(random_dir)
+        script.model = random_dir
     model_name = rollout.resolve_model_name(script.model)  # a bare Qwen name means Qwen/..., as train.py
     try:  # left padding and pad = EOS when missing, as TRL loads its own processing class
         tokenizer = AutoTokenizer.from_pretrained(model_name, padding_side="left", truncation_side="left")

@@ -1,7 +1,7 @@
 """APO inside TRL's GRPOTrainer: the same `apo.policy_loss`, with TRL's multi-GPU machinery around it.
 
 Our train.py runs on one device. TRL's `GRPOTrainer` brings Accelerate (DDP), DeepSpeed ZeRO-2/3, FSDP and
-vLLM rollouts; `APOTrainer` below keeps all of that and swaps in this project's objective (APO_SPEC §3-4),
+vLLM rollouts; `APOTrainer` below keeps all of that and swaps in this project's objective (METHOD.md §3-4),
 for every kind (`apo`, `grpo`, `grpo_kl`, `kl_on_wrong`), so the baselines run in the same trainer.
 
 Run it:   python examples/trl_apo_cpu.py                                   (CPU, tiny random model)
@@ -109,7 +109,7 @@ class APOConfig(GRPOConfig):
              and self.delta is None,
              "unset top_entropy_quantile, off_policy_mask_threshold and delta: apo.py has no such mask"),
             (self.entropy_coef == 0 and not self.use_adaptive_entropy,
-             "set entropy_coef=0, use_adaptive_entropy=False: APO has no entropy bonus (APO_SPEC, Dec. 2)"),
+             "set entropy_coef=0, use_adaptive_entropy=False: APO has no entropy bonus (METHOD.md Dec. 2)"),
             (not self.sync_ref_model, "set sync_ref_model=False: APO's anchor is the frozen initial policy"),
             (not (self.use_vllm and self.vllm_importance_sampling_correction and token_level_is),
              "set vllm_importance_sampling_mode to 'sequence_mask' or 'sequence_truncate' (or turn "

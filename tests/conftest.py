@@ -10,18 +10,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pytest  # noqa: E402
-from tiny_model import TINY_PROBLEMS, build_tiny_model  # noqa: E402
+
+from toy.random_qwen2 import TOY_PROBLEMS, build_random_qwen2  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
+def random_model_dir(tmp_path_factory):
     """A tiny Qwen2 model + BPE tokenizer (pad == EOS, chat template), built once per run."""
-    return build_tiny_model(str(tmp_path_factory.mktemp("tiny") / "model"))
+    return build_random_qwen2(str(tmp_path_factory.mktemp("tiny") / "model"))
 
 
 @pytest.fixture(scope="session")
-def tiny_problems_file(tmp_path_factory):
-    """TINY_PROBLEMS as a .jsonl file, the format train.py and eval.py accept."""
+def toy_problems_file(tmp_path_factory):
+    """TOY_PROBLEMS as a .jsonl file, the format train.py and eval.py accept."""
     path = tmp_path_factory.mktemp("data") / "problems.jsonl"
-    path.write_text("".join(json.dumps(p) + "\n" for p in TINY_PROBLEMS))
+    path.write_text("".join(json.dumps(p) + "\n" for p in TOY_PROBLEMS))
     return str(path)

@@ -1,4 +1,4 @@
-"""apo.py against a slow token-by-token reference, and the properties APO_SPEC states."""
+"""apo.py against a slow token-by-token reference, and the properties METHOD.md states."""
 
 import itertools
 import math
@@ -41,7 +41,7 @@ def inputs_from(logits, old_logits, ref_logits, y):
 
 def slow_loss(logits, old_logits, ref_logits, y, mask, adv, kind, agg, beta=0.1, lam=1.05,
               kl_coef=1e-3, clip=0.2, max_len=None):
-    """The objective written from APO_SPEC, one token at a time with plain softmaxes."""
+    """The objective written from METHOD.md, one token at a time with plain softmaxes."""
     per_seq, total, n_tok = [], 0.0, 0.0
     for i in range(N):
         seq_sum, seq_n = 0.0, 0.0

@@ -1,9 +1,9 @@
-"""bench.py runs end to end and writes the documented JSON (a smoke test: timings are not
-asserted here; speed and memory targets are read off bench.py's own output)."""
+"""dev/bench.py runs end to end and writes the documented JSON (a smoke test: timings are not
+asserted here; speed and memory targets are read off its own output)."""
 
 import json
 
-import bench
+from dev import bench
 
 
 def test_bench_writes_the_documented_json(tmp_path):

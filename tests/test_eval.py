@@ -7,7 +7,6 @@ A random tiny model never solves arithmetic, so the end-to-end pass@k tests repl
 counting, estimator and files, not the answer checker (tests/test_verify.py does that).
 """
 
-import doctest
 import itertools
 import json
 import math
@@ -19,11 +18,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_model import TINY_PROBLEMS
 
-import eval as cli
+import eval as eval_cli
 import rollout
 import verify
+from toy.random_qwen2 import TOY_PROBLEMS
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -48,14 +47,14 @@ def brute_force_pass_at_k(n, c, k):
 
 
 @pytest.fixture(scope="module")
-def letter_run(tiny_model_dir, tmp_path_factory):
+def letter_run(random_model_dir, tmp_path_factory):
     """One eval run (n=8, temperature 1) where "correct" means "contains the gold letter"."""
     d = tmp_path_factory.mktemp("letters")
     bench = write_jsonl(d / "letters.jsonl", [{"problem": p["problem"], "answer": a}
-                                              for p, a in zip(TINY_PROBLEMS, GOLD_LETTERS)])
+                                              for p, a in zip(TOY_PROBLEMS, GOLD_LETTERS)])
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(verify, "reward", lambda text, gold: float(gold in text))
-        code = cli.main(["--model", tiny_model_dir, "--benchmarks", bench, "--n", str(N),
+        code = eval_cli.main(["--model", random_model_dir, "--benchmarks", bench, "--n", str(N),
                          "--temperature", "1.0", "--max-new-tokens", "8", "--out", str(d / "out")])
     assert code == 0
     return d / "out"
@@ -72,7 +71,7 @@ def test_pass_at_k_equals_enumeration_of_all_k_subsets():
     for n in range(1, 8):
         for c in range(n + 1):
             for k in range(1, n + 1):
-                assert cli.pass_at_k(n, c, k) == pytest.approx(brute_force_pass_at_k(n, c, k), abs=1e-12)
+                assert eval_cli.pass_at_k(n, c, k) == pytest.approx(brute_force_pass_at_k(n, c, k), abs=1e-12)
 
 
 def test_pass_at_k_is_stable_and_exact_for_n_1000():
@@ -80,19 +79,14 @@ def test_pass_at_k_is_stable_and_exact_for_n_1000():
     for c in (0, 1, 7, 100, 500, 999, 1000):
         for k in (1, 10, 100, 500, 1000):
             exact = 1 - Fraction(math.comb(n - c, k), math.comb(n, k))
-            got = cli.pass_at_k(n, c, k)
+            got = eval_cli.pass_at_k(n, c, k)
             assert math.isfinite(got) and got == pytest.approx(float(exact), abs=1e-9)
 
 
 @pytest.mark.parametrize("n, c, k", [(4, 1, 5), (4, 1, 0), (4, -1, 2), (4, 5, 2), (0, 0, 1), (4, 1, 1.5)])
 def test_pass_at_k_rejects_k_above_n_and_invalid_counts(n, c, k):
     with pytest.raises(ValueError):
-        cli.pass_at_k(n, c, k)
-
-
-def test_docstring_examples_hold():
-    result = doctest.testmod(cli)  # eval.py is not in pytest's doctest paths, so run them here
-    assert result.attempted > 0 and result.failed == 0
+        eval_cli.pass_at_k(n, c, k)
 
 
 # ------------------------------------------------------------------------------------ CLI
@@ -135,20 +129,20 @@ def test_compare_draws_two_results_files_into_one_png_without_a_model(letter_run
     other_path = tmp_path / "other.json"
     other_path.write_text(json.dumps(other))
     files = [str(letter_run / "results.json"), str(other_path)]
-    assert cli.main(["--compare", *files, "--out", str(tmp_path)]) == 0
+    assert eval_cli.main(["--compare", *files, "--out", str(tmp_path)]) == 0
     assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_same_seed_gives_the_same_samples(tiny_model_dir, tiny_problems_file, tmp_path):
-    argv = ["--model", tiny_model_dir, "--benchmarks", tiny_problems_file, "--limit", "2", "--n", "2",
+def test_same_seed_gives_the_same_samples(random_model_dir, toy_problems_file, tmp_path):
+    argv = ["--model", random_model_dir, "--benchmarks", toy_problems_file, "--limit", "2", "--n", "2",
             "--max-new-tokens", "8", "--seed", "3"]
-    assert cli.main([*argv, "--out", str(tmp_path / "a")]) == 0
-    assert cli.main([*argv, "--out", str(tmp_path / "b")]) == 0
+    assert eval_cli.main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert eval_cli.main([*argv, "--out", str(tmp_path / "b")]) == 0
     assert (tmp_path / "a" / "samples.jsonl").read_text() == (tmp_path / "b" / "samples.jsonl").read_text()
 
 
-def test_missing_model_folder_exits_2_with_one_error_line_from_the_real_cli(tiny_problems_file, tmp_path):
-    proc = run_cli("--model", str(tmp_path / "no-such-model"), "--benchmarks", tiny_problems_file,
+def test_missing_model_folder_exits_2_with_one_error_line_from_the_real_cli(toy_problems_file, tmp_path):
+    proc = run_cli("--model", str(tmp_path / "no-such-model"), "--benchmarks", toy_problems_file,
                    "--out", str(tmp_path / "out"))
     lines = proc.stderr.strip().splitlines()  # loading the dataset may draw a progress bar first
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -157,13 +151,13 @@ def test_missing_model_folder_exits_2_with_one_error_line_from_the_real_cli(tiny
 
 
 @pytest.mark.parametrize("case", ["k above n", "n below 1", "dataset without fields"])
-def test_bad_input_returns_2_with_one_error_line(case, tiny_model_dir, tiny_problems_file, tmp_path, capsys):
+def test_bad_input_returns_2_with_one_error_line(case, random_model_dir, toy_problems_file, tmp_path, capsys):
     argv = {
-        "k above n": ["--benchmarks", tiny_problems_file, "--n", "4", "--k", "1,8"],
-        "n below 1": ["--benchmarks", tiny_problems_file, "--n", "0"],
+        "k above n": ["--benchmarks", toy_problems_file, "--n", "4", "--k", "1,8"],
+        "n below 1": ["--benchmarks", toy_problems_file, "--n", "0"],
         "dataset without fields": ["--benchmarks", write_jsonl(tmp_path / "x.jsonl", [{"text": "hi"}])],
     }[case]
-    assert cli.main(["--model", tiny_model_dir, *argv, "--out", str(tmp_path / "out")]) == 2
+    assert eval_cli.main(["--model", random_model_dir, *argv, "--out", str(tmp_path / "out")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1].startswith("error: ") and sum(line.startswith("error") for line in lines) == 1
 
@@ -176,25 +170,26 @@ def slow_coverage_hits(model, tokenizer, problem, solution):
     y = tokenizer(solution, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         logits = model(torch.tensor([prompt + y])).logits[0]  # (P+T, V)
-    hits = [0] * len(cli.COVERAGE_KS)
+    hits = [0] * len(eval_cli.COVERAGE_KS)
     for j, token in enumerate(y):
         row = logits[len(prompt) + j - 1]  # the logit row that predicts solution token j
         rank = int((row > row[token]).sum())  # tokens the model ranks strictly above it
-        hits = [h + (rank < K) for h, K in zip(hits, cli.COVERAGE_KS)]
+        hits = [h + (rank < K) for h, K in zip(hits, eval_cli.COVERAGE_KS)]
     return hits, len(y)
 
 
-def test_topk_coverage_is_ordered_and_matches_a_slow_unpadded_loop(tiny_model_dir, tmp_path):
-    rows = [{"problem": p["problem"], "answer": "0", "solution": s} for p, s in zip(TINY_PROBLEMS, SOLUTIONS)]
+def test_topk_coverage_is_ordered_and_matches_a_slow_unpadded_loop(random_model_dir, tmp_path):
+    rows = [{"problem": p["problem"], "answer": "0", "solution": s} for p, s in zip(TOY_PROBLEMS, SOLUTIONS)]
     bench = write_jsonl(tmp_path / "sol.jsonl", rows)
-    assert cli.main(["--model", tiny_model_dir, "--benchmarks", bench, "--n", "1", "--max-new-tokens", "64",
-                     "--dtype", "float32", "--topk-coverage", "--out", str(tmp_path / "out")]) == 0
+    assert eval_cli.main(["--model", random_model_dir, "--benchmarks", bench, "--n", "1",
+                          "--max-new-tokens", "64", "--dtype", "float32", "--topk-coverage",
+                          "--out", str(tmp_path / "out")]) == 0
     cov = json.loads((tmp_path / "out" / "results.json").read_text())["topk_coverage"]
     assert 0 <= cov["top1"] <= cov["top4"] <= cov["top8"] <= cov["top16"] <= 1
 
-    model, tokenizer = rollout.load_model_and_tokenizer(tiny_model_dir, dtype="float32")
+    model, tokenizer = rollout.load_model_and_tokenizer(random_model_dir, dtype="float32")
     slow = [slow_coverage_hits(model, tokenizer, r["problem"], r["solution"]) for r in rows]
     tokens = sum(t for _, t in slow)
     assert cov["tokens"] == tokens
-    for i, K in enumerate(cli.COVERAGE_KS):
+    for i, K in enumerate(eval_cli.COVERAGE_KS):
         assert round(cov[f"top{K}"] * tokens) == sum(h[i] for h, _ in slow)

@@ -4,33 +4,34 @@ import json
 
 import pytest
 import torch
-from tiny_model import TINY_PROBLEMS
 
 import apo
+import fast_sampler
 import rollout
 import train
+from toy.random_qwen2 import TOY_PROBLEMS
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
-def test_cuda_graph_sampler_matches_generate_greedy(tiny_model_dir):
-    model, tok = rollout.load_model_and_tokenizer(tiny_model_dir, dtype="float32")
-    enc = tok([rollout.format_prompt(tok, p["problem"]) for p in TINY_PROBLEMS[:8]], return_tensors="pt",
+def test_cuda_graph_sampler_matches_generate_greedy(random_model_dir):
+    model, tok = rollout.load_model_and_tokenizer(random_model_dir, dtype="float32")
+    enc = tok([rollout.format_prompt(tok, p["problem"]) for p in TOY_PROBLEMS[:8]], return_tensors="pt",
               padding=True, padding_side="left", add_special_tokens=False).to("cuda")
     cfg = rollout.sampling_config(model, tok, max_new_tokens=40)
     cfg.do_sample = False
     expect = model.generate(**enc, generation_config=cfg)[:, enc["input_ids"].shape[1]:]
-    got = rollout.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg, use_graph=True)
+    got = fast_sampler.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg, use_graph=True)
     assert torch.equal(got, expect)
 
 
-def test_cuda_graph_sampler_token_statistics(tiny_model_dir):
-    model, tok = rollout.load_model_and_tokenizer(tiny_model_dir, dtype="float32")
+def test_cuda_graph_sampler_token_statistics(random_model_dir):
+    model, tok = rollout.load_model_and_tokenizer(random_model_dir, dtype="float32")
     enc = tok([rollout.format_prompt(tok, "What is 2 + 3?")] * 4000, return_tensors="pt",
               add_special_tokens=False).to("cuda")
     cfg = rollout.sampling_config(model, tok, max_new_tokens=2)
-    got = rollout.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg, use_graph=True)
+    got = fast_sampler.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg, use_graph=True)
     probs = torch.softmax(model(**{k: v[:1] for k, v in enc.items()}).logits[0, -1].float(), -1)
     freq = torch.bincount(got[:, 0], minlength=probs.numel()).float() / got.shape[0]
     order = probs.argsort(descending=True)
@@ -38,9 +39,10 @@ def test_cuda_graph_sampler_token_statistics(tiny_model_dir):
     assert tv < 0.06
 
 
-def test_bf16_training_steps_on_gpu(tiny_model_dir, tiny_problems_file, tmp_path):
+def test_bf16_training_steps_on_gpu(random_model_dir, toy_problems_file, tmp_path):
     out = tmp_path / "run"
-    train.main(["--model", tiny_model_dir, "--dataset", tiny_problems_file, "--out", str(out), "--steps", "2",
+    train.main(["--model", random_model_dir, "--dataset", toy_problems_file, "--out", str(out),
+                "--steps", "2",
                 "--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "16", "--lr", "1e-4"])
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]

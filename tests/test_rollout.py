@@ -2,18 +2,19 @@
 
 import pytest
 import torch
-from tiny_model import TINY_PROBLEMS
 from transformers import GenerationConfig
 
 import apo
+import fast_sampler
 import rollout
+from toy.random_qwen2 import TOY_PROBLEMS
 
-PROBLEMS = [TINY_PROBLEMS[0]["problem"], TINY_PROBLEMS[5]["problem"] + " Think hard about it."]
+PROBLEMS = [TOY_PROBLEMS[0]["problem"], TOY_PROBLEMS[5]["problem"] + " Think hard about it."]
 
 
 @pytest.fixture(scope="module")
-def model_tok(tiny_model_dir):
-    return rollout.load_model_and_tokenizer(tiny_model_dir)
+def model_tok(random_model_dir):
+    return rollout.load_model_and_tokenizer(random_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_sampling_distribution_is_the_policy(model_tok):
     assert torch.allclose(logp * mask, expect * mask, atol=1e-4)
 
 
-def test_prompt_uses_chat_template_or_plain_text(model_tok, tiny_model_dir):
+def test_prompt_uses_chat_template_or_plain_text(model_tok, random_model_dir):
     _, tok = model_tok
     text = rollout.format_prompt(tok, "What is 1 + 1?")
     assert text.startswith("<|im_start|>user\nWhat is 1 + 1?\n" + rollout.PROMPT_SUFFIX)
@@ -121,7 +122,7 @@ def test_prompt_uses_chat_template_or_plain_text(model_tok, tiny_model_dir):
         assert rollout.format_prompt(tok, "What is 1 + 1?") == rollout.PLAIN_TEMPLATE.format(
             problem="What is 1 + 1?", suffix=rollout.PROMPT_SUFFIX)
     finally:
-        tok.chat_template = rollout.load_model_and_tokenizer(tiny_model_dir)[1].chat_template
+        tok.chat_template = rollout.load_model_and_tokenizer(random_model_dir)[1].chat_template
 
 
 def test_missing_model_folder_raises_a_clear_error(tmp_path):
@@ -130,7 +131,7 @@ def test_missing_model_folder_raises_a_clear_error(tmp_path):
 
 
 def _prompts(tok):
-    return tok([rollout.format_prompt(tok, p["problem"]) for p in TINY_PROBLEMS[:5]], return_tensors="pt",
+    return tok([rollout.format_prompt(tok, p["problem"]) for p in TOY_PROBLEMS[:5]], return_tensors="pt",
                padding=True, padding_side="left", add_special_tokens=False)
 
 
@@ -147,7 +148,7 @@ def test_static_sampler_reproduces_generate_exactly(model_tok, kw):
     torch.manual_seed(3)
     expect = model.generate(**enc, generation_config=cfg)[:, enc["input_ids"].shape[1]:]
     torch.manual_seed(3)
-    got = rollout.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg, use_graph=False)
+    got = fast_sampler.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg, use_graph=False)
     assert torch.equal(got, expect)
 
 
@@ -160,7 +161,8 @@ def test_static_sampler_stops_like_generate_when_rows_finish_early(model_tok):
         torch.manual_seed(seed)
         expect = model.generate(**enc, generation_config=cfg)[:, enc["input_ids"].shape[1]:]
         torch.manual_seed(seed)
-        got = rollout.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg, use_graph=False)
+        got = fast_sampler.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg,
+                                           use_graph=False)
         assert expect.shape[1] < 60  # the case is exercised: generation stopped early
         assert torch.equal(got, expect)
 
@@ -174,7 +176,7 @@ def test_static_sampler_token_statistics_match_the_policy(model_tok):
               add_special_tokens=False)
     cfg = rollout.sampling_config(model, tok, max_new_tokens=1)
     torch.manual_seed(0)
-    got = rollout.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg, use_graph=False)
+    got = fast_sampler.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg, use_graph=False)
     probs = torch.softmax(model(**{k: v[:1] for k, v in enc.items()}).logits[0, -1], -1)
     freq = torch.bincount(got[:, 0], minlength=probs.numel()).float() / got.shape[0]
     order = probs.argsort(descending=True)
@@ -185,6 +187,6 @@ def test_static_sampler_token_statistics_match_the_policy(model_tok):
 
 def test_auto_sampler_uses_generate_on_cpu(model_tok, monkeypatch):
     model, tok = model_tok
-    monkeypatch.setattr(rollout, "static_generate", lambda *a, **k: pytest.fail("static path on CPU"))
+    monkeypatch.setattr(fast_sampler, "static_generate", lambda *a, **k: pytest.fail("static path on CPU"))
     r = rollout.sample(model, tok, ["What is 2 + 3?"], 2, max_new_tokens=4)
     assert r.completion_ids.shape[0] == 2

@@ -5,15 +5,16 @@ import json
 
 import pytest
 
+import tasks
 import train
 import verify
 from toy import tiny_lm
 
 
 def test_every_worked_solution_is_correct_by_verify():
-    for p in tiny_lm.arith_problems("test", 50) + tiny_lm.arith_problems("train", 50):
+    for p in tasks.arith_problems("test", 50) + tasks.arith_problems("train", 50):
         terms = tuple(int(t) for t in p["problem"][len("Compute "):-1].split(" + "))
-        solutions = tiny_lm.all_solutions(terms)
+        solutions = tasks.all_solutions(terms)
         assert len(solutions) == 6  # 3! addition orders: several valid paths per problem
         for s in solutions:  # every addition order reaches the gold answer
             assert verify.reward(s, p["answer"]) == 1.0
@@ -22,8 +23,8 @@ def test_every_worked_solution_is_correct_by_verify():
 
 def test_train_and_test_splits_are_disjoint_as_multisets():
     key = lambda p: tuple(sorted(p["problem"][len("Compute "):-1].split(" + ")))  # noqa: E731
-    train_keys = {key(p) for p in tiny_lm.arith_problems("train")}
-    test_keys = {key(p) for p in tiny_lm.arith_problems("test")}
+    train_keys = {key(p) for p in tasks.arith_problems("train")}
+    test_keys = {key(p) for p in tasks.arith_problems("test")}
     assert test_keys and not train_keys & test_keys  # "17 + 45 + 23" never leaks "23 + 45 + 17"
 
 

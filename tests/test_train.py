@@ -30,10 +30,10 @@ def base_args(model_dir, problems_file, out, *extra):
 
 @pytest.mark.parametrize("loss", apo.KINDS)
 def test_every_loss_trains_and_writes_metrics_and_a_loadable_checkpoint(
-        loss, tiny_model_dir, tiny_problems_file, tmp_path, monkeypatch):
+        loss, random_model_dir, toy_problems_file, tmp_path, monkeypatch):
     monkeypatch.setattr(train.verify, "reward", fake_reward)
     out = tmp_path / loss
-    train.main(base_args(tiny_model_dir, tiny_problems_file, out, "--loss", loss))
+    train.main(base_args(random_model_dir, toy_problems_file, out, "--loss", loss))
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     for key in ("reward_mean", "loss", "pass@1", "zero_std_frac", "response_len", "truncated_frac",
@@ -43,7 +43,7 @@ def test_every_loss_trains_and_writes_metrics_and_a_loadable_checkpoint(
     for key in expected.get(loss, ()):
         assert key in rows[0], key
     assert rows[0]["grad_norm"] > 0  # mixed rewards: a real gradient
-    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    before = AutoModelForCausalLM.from_pretrained(random_model_dir).state_dict()
     after = AutoModelForCausalLM.from_pretrained(str(out / "final")).state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the weights moved
     assert os.path.isfile(out / "checkpoint-2" / "trainer_state.pt")
@@ -51,12 +51,12 @@ def test_every_loss_trains_and_writes_metrics_and_a_loadable_checkpoint(
 
 
 def test_resume_continues_at_the_right_step_and_matches_an_uninterrupted_run(
-        tiny_model_dir, tiny_problems_file, tmp_path, monkeypatch):
+        random_model_dir, toy_problems_file, tmp_path, monkeypatch):
     monkeypatch.setattr(train.verify, "reward", fake_reward)
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train.main(base_args(tiny_model_dir, tiny_problems_file, straight, "--steps", "3"))
-    train.main(base_args(tiny_model_dir, tiny_problems_file, resumed, "--steps", "2"))
-    train.main(base_args(tiny_model_dir, tiny_problems_file, resumed, "--steps", "3", "--resume"))
+    train.main(base_args(random_model_dir, toy_problems_file, straight, "--steps", "3"))
+    train.main(base_args(random_model_dir, toy_problems_file, resumed, "--steps", "2"))
+    train.main(base_args(random_model_dir, toy_problems_file, resumed, "--steps", "3", "--resume"))
     steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]  # exactly one more step, appended
     state = torch.load(resumed / "checkpoint-3" / "trainer_state.pt", weights_only=False)
@@ -67,16 +67,16 @@ def test_resume_continues_at_the_right_step_and_matches_an_uninterrupted_run(
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
-def test_only_the_newest_checkpoints_are_kept(tiny_model_dir, tiny_problems_file, tmp_path):
-    train.main(base_args(tiny_model_dir, tiny_problems_file, tmp_path, "--steps", "3",
+def test_only_the_newest_checkpoints_are_kept(random_model_dir, toy_problems_file, tmp_path):
+    train.main(base_args(random_model_dir, toy_problems_file, tmp_path, "--steps", "3",
                          "--keep-checkpoints", "1"))
     assert sorted(d for d in os.listdir(tmp_path) if d.startswith("checkpoint")) == ["checkpoint-3"]
 
 
 @pytest.mark.parametrize("agg", apo.AGGS)
-def test_micro_batching_leaves_the_gradient_unchanged(agg, tiny_model_dir):
-    model, tok = rollout.load_model_and_tokenizer(tiny_model_dir)
-    ref, _ = rollout.load_model_and_tokenizer(tiny_model_dir)
+def test_micro_batching_leaves_the_gradient_unchanged(agg, random_model_dir):
+    model, tok = rollout.load_model_and_tokenizer(random_model_dir)
+    ref, _ = rollout.load_model_and_tokenizer(random_model_dir)
     torch.manual_seed(0)
     roll = rollout.sample(model, tok, ["What is 2 + 3?", "What is 7 - 4?"], 4, max_new_tokens=10)
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5, 0.0, 0.0, 2.0, -2.0])
@@ -103,9 +103,9 @@ def _no_autocast():
     (["--model", "/no/such/folder"], "does not exist"),
     (["--dataset", "/no/such/file.jsonl"], "does not exist"),
 ])
-def test_bad_input_exits_2_with_one_clear_sentence(argv, message, tiny_model_dir, tiny_problems_file,
+def test_bad_input_exits_2_with_one_clear_sentence(argv, message, random_model_dir, toy_problems_file,
                                                     tmp_path, capsys):
-    args = base_args(tiny_model_dir, tiny_problems_file, tmp_path / "o") + argv
+    args = base_args(random_model_dir, toy_problems_file, tmp_path / "o") + argv
     with pytest.raises(SystemExit) as e:
         train.main(args)
     err = capsys.readouterr().err.strip()
@@ -113,18 +113,18 @@ def test_bad_input_exits_2_with_one_clear_sentence(argv, message, tiny_model_dir
     assert err.startswith("error: ") and message in err and "\n" not in err
 
 
-def test_dataset_without_the_needed_fields_is_a_clear_error(tiny_model_dir, tmp_path, capsys):
+def test_dataset_without_the_needed_fields_is_a_clear_error(random_model_dir, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "hello", "label": 1}\n')
     with pytest.raises(SystemExit):
-        train.main(base_args(tiny_model_dir, str(bad), tmp_path / "o"))
+        train.main(base_args(random_model_dir, str(bad), tmp_path / "o"))
     assert "needs a problem field" in capsys.readouterr().err
 
 
-def test_cli_offline_hub_model_fails_fast_without_traceback(tiny_problems_file, tmp_path):
+def test_cli_offline_hub_model_fails_fast_without_traceback(toy_problems_file, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     p = subprocess.run([sys.executable, "train.py", "--model", "Qwen2.5-Math-1.5B", "--dataset",
-                        tiny_problems_file, "--out", str(tmp_path / "o")], cwd=ROOT, env=env,
+                        toy_problems_file, "--out", str(tmp_path / "o")], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert "Traceback" not in p.stderr

@@ -12,12 +12,12 @@ import torch
 pytest.importorskip("trl", reason="TRL is not installed: pip install -r requirements-trl.txt (.ci/run does)")
 
 from datasets import Dataset  # noqa: E402
-from tiny_model import TINY_PROBLEMS  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 import apo  # noqa: E402
 import rollout  # noqa: E402
 from integrations.trl_apo import APOConfig, APOTrainer, prompt_column  # noqa: E402
+from toy.random_qwen2 import TOY_PROBLEMS  # noqa: E402
 
 G = 4  # completions per prompt
 T_MAX = 8  # max_completion_length: keeps every step well under a second on CPU
@@ -48,7 +48,7 @@ def make_config(output_dir, **overrides):
 def make_trainer(model_dir, output_dir, **overrides):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     data = Dataset.from_list([{"prompt": prompt_column(tokenizer, p["problem"]), "answer": p["answer"]}
-                              for p in TINY_PROBLEMS])
+                              for p in TOY_PROBLEMS])
     args = make_config(output_dir, **overrides)
     return APOTrainer(model=model_dir, reward_funcs=first_of_group_reward, args=args, train_dataset=data,
                       processing_class=tokenizer)
@@ -66,7 +66,7 @@ def naive_logp(model, batch):
 def fixed_batch(tokenizer, vocab_size, greedy_model=None):
     """Two prompts of different lengths (left padding) x G random completions of lengths LENGTHS; with
     `greedy_model`, the GREEDY_ROWS take that model's most likely token at every position instead."""
-    texts = [rollout.format_prompt(tokenizer, TINY_PROBLEMS[i]["problem"]) for i in (0, 12)]
+    texts = [rollout.format_prompt(tokenizer, TOY_PROBLEMS[i]["problem"]) for i in (0, 12)]
     enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
     eos = tokenizer.eos_token_id
     ids = torch.randint(0, vocab_size, (2 * G, T_MAX), generator=torch.Generator().manual_seed(0))  # (8, T)
@@ -88,9 +88,9 @@ def fixed_batch(tokenizer, vocab_size, greedy_model=None):
 
 
 @pytest.fixture(scope="module")
-def trained_apo(tiny_model_dir, tmp_path_factory):
+def trained_apo(random_model_dir, tmp_path_factory):
     """An APOTrainer (apo_loss='apo') after two training steps, and the policy's weights before them."""
-    trainer = make_trainer(tiny_model_dir, tmp_path_factory.mktemp("apo"))
+    trainer = make_trainer(random_model_dir, tmp_path_factory.mktemp("apo"))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.train()
     return trainer, before
@@ -106,8 +106,8 @@ def test_two_apo_steps_train_the_policy_and_log_anchor_metrics(trained_apo):
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
 
 
-def test_two_grpo_steps_train_without_a_reference_model(tiny_model_dir, tmp_path):
-    trainer = make_trainer(tiny_model_dir, tmp_path, apo_loss="grpo")
+def test_two_grpo_steps_train_without_a_reference_model(random_model_dir, tmp_path):
+    trainer = make_trainer(random_model_dir, tmp_path, apo_loss="grpo")
     assert trainer.apo_ref_model is None
     trainer.train()
     logs = [h for h in trainer.state.log_history if "reward" in h]
@@ -115,23 +115,23 @@ def test_two_grpo_steps_train_without_a_reference_model(tiny_model_dir, tmp_path
     assert all("clip_frac" in h and "r_anchor" not in h for h in logs)
 
 
-def test_reference_model_stays_frozen(trained_apo, tiny_model_dir):
+def test_reference_model_stays_frozen(trained_apo, random_model_dir):
     trainer, _ = trained_apo
     ref = trainer.apo_ref_model
-    initial = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    initial = AutoModelForCausalLM.from_pretrained(random_model_dir).state_dict()
     assert not ref.training and not any(p.requires_grad for p in ref.parameters())
     assert all(torch.equal(v, initial[k]) for k, v in ref.state_dict().items())
     optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert not optimized & {id(p) for p in ref.parameters()}
 
 
-def test_generation_step_stores_the_reference_top_k(trained_apo, tiny_model_dir):
+def test_generation_step_stores_the_reference_top_k(trained_apo, random_model_dir):
     trainer, _ = trained_apo
     rows = [trainer.train_dataset[i] for i in (0, 1) for _ in range(G)]  # as TRL's sampler repeats prompts
     trainer.model.train()
     out = trainer._generate_and_score_completions(rows)
     with torch.no_grad():
-        lp = naive_logp(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out)  # (n, T, V) initial model
+        lp = naive_logp(AutoModelForCausalLM.from_pretrained(random_model_dir), out)  # (n, T, V) initial
     topk_logp, topk_ids = lp.topk(K, -1)  # (n, T, K)
     m = out["completion_mask"].bool()  # (n, T)
     assert torch.equal(out["ref_topk_ids"][m], topk_ids[m])
@@ -162,20 +162,20 @@ LOSS_CASES = [("apo", "dapo", "token_mean", True, 2, 4), ("grpo", "grpo", "seq_m
 
 
 @pytest.mark.parametrize("kind,loss_type,agg,with_old,ga,spg", LOSS_CASES)
-def test_loss_and_gradient_equal_apo_policy_loss(tiny_model_dir, tmp_path, kind, loss_type, agg, with_old, ga,
-                                                  spg):
+def test_loss_and_gradient_equal_apo_policy_loss(random_model_dir, tmp_path, kind, loss_type, agg, with_old,
+                                                  ga, spg):
     """One micro-batch of a step of `ga`: its loss must be 1/ga of apo.policy_loss on it, gradient included.
     With `with_old` the batch looks like a vLLM one: pi_old is the initial policy, so the ratio is not 1 and
     both clip bounds (epsilon, epsilon_high) are at work, and each completion has an importance weight
     w >= 0, which must scale its surrogate: w * -min(r*A, clip(r)*A) = -min(r*(w*A), clip(r)*(w*A))."""
-    trainer = make_trainer(tiny_model_dir, tmp_path, apo_loss=kind, loss_type=loss_type,
+    trainer = make_trainer(random_model_dir, tmp_path, apo_loss=kind, loss_type=loss_type,
                            gradient_accumulation_steps=ga, steps_per_generation=spg)
     model = trainer.model.train()
     torch.manual_seed(0)
     with torch.no_grad():  # move the policy off the reference, so the KL and anchor terms are not at rest
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir)  # the initial policy
+    reference = AutoModelForCausalLM.from_pretrained(random_model_dir)  # the initial policy
     batch = fixed_batch(trainer.processing_class, model.config.vocab_size, greedy_model=reference)
     y, mask = batch["completion_ids"], batch["completion_mask"]  # (n, T) each
     with torch.no_grad():

@@ -1,26 +1,22 @@
-"""A tiny math language model grown on CPU: the `--model tiny` of train.py and eval.py.
+"""The tiny math LM: a Qwen2 of about a million parameters pre-trained on CPU (`--model tiny`).
 
 Run:  python toy/tiny_lm.py            build it (or reuse the cache) and print SFT pass@1/pass@16
       python toy/tiny_lm.py --force    rebuild it
       python toy/tiny_lm.py --quick --out /tmp/t   a much smaller model in seconds (tests)
 
 Nobody can download weights here, so the project grows its own small model and runs the *same*
-train.py / eval.py on it (APO_SPEC §5 "in spirit"). Three parts:
+train.py / eval.py on it (METHOD.md §5, "in spirit"). Three parts:
 
-1. The task `arith` (also `--dataset arith` / `--benchmarks arith` through data.py): "Compute
-   23 + 45 + 17." The worked solutions add the three terms in one of the 3! = 6 orders,
-   sampled uniformly in the SFT data:
-       23 + 45 = 68. 68 + 17 = 85. \\boxed{85}      or      45 + 17 = 62. 62 + 23 = 85. \\boxed{85}
-   so every problem has several valid solution paths with different intermediate sums (and
-   different carries): there is diversity to lose (APO_SPEC §2). Train and test splits are
-   disjoint *as multisets of terms* (a hash of the sorted terms picks the split), so "17 + 45
-   + 23" never leaks a test problem into training.
-2. The tokenizer: a byte-level BPE with Qwen2's pre-tokenizer (each digit its own token),
-   saved as the `Qwen2Tokenizer` AutoTokenizer rebuilds, pad == EOS, left padding, and *no*
-   chat template, so rollout.py uses its plain "Question: ...\\nAnswer:" prompt. The SFT
-   sequences are built with `rollout.format_prompt`, the very prompt RL and eval will show.
-3. The model: a Qwen2-architecture causal LM (grouped-query attention, RoPE, tied embeddings)
-   of about a million parameters, pre-trained by plain next-token prediction on the worked
+1. The task: `arith` from tasks.py ("Compute 23 + 45 + 17.", six valid addition orders per
+   problem, train and test splits disjoint as multisets of terms). The SFT data samples the
+   order uniformly, so every problem has several valid solution paths (METHOD.md §2).
+2. The tokenizer: toy/random_qwen2.py's byte-level BPE with Qwen2's pre-tokenizer (each digit
+   its own token), its merges learned from the prompt and worked solutions, pad == EOS, left
+   padding, and *no* chat template, so rollout.py uses its plain "Question: ...\\nAnswer:"
+   prompt. The SFT sequences are built with `rollout.format_prompt`, the very prompt RL and
+   eval will show.
+3. The model: toy/random_qwen2.py's Qwen2 (grouped-query attention, RoPE, tied embeddings) at
+   about a million parameters, pre-trained by plain next-token prediction on the worked
    solutions (loss on the completion tokens only), deliberately *undertrained* so that RL
    starts from a model that solves some problems, not all.
 
@@ -38,8 +34,6 @@ Departures (from how the paper's base models came to be), with reasons:
 
 import argparse
 import dataclasses
-import hashlib
-import itertools
 import json
 import math
 import os
@@ -57,16 +51,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # `python toy/tiny_lm.py`: the repository root is not on the path
     sys.path.insert(0, ROOT)
 import rollout  # noqa: E402
+import tasks  # noqa: E402
 import verify  # noqa: E402
+from toy.random_qwen2 import qwen2_model, train_tokenizer  # noqa: E402
 
+TINY_MODEL = "tiny"  # --model tiny in train.py and eval.py
 RECIPE = "arith-v1"  # bump when the task, tokenizer or SFT recipe changes: caches rebuild
-EOS = "<|endoftext|>"  # also the pad token, as in Qwen2.5-Math base models
-IM_START, IM_END = "<|im_start|>", "<|im_end|>"  # unused by the tiny LM; tests/tiny_model.py's chat
-TERMS = 3  # numbers per problem: 3! = 6 addition orders
-TERM_MIN, TERM_MAX = 10, 99  # two-digit terms: some carries, so errors depend on the order
-TEST_EVERY = 8  # 1 in 8 multisets of terms is held out (test split)
-DEFAULT_SPLIT_SIZE = {"train": 4000, "test": 500}  # problems arith_problems() returns
 MAX_POSITIONS = 256  # the longest prompt + completion is ~80 tokens
+CHECK_BATCH = 32  # problems per sample() call in the SFT quality check (x n samples each)
 
 
 @dataclass
@@ -86,136 +78,15 @@ class Recipe:
 QUICK = Recipe(vocab_size=300, hidden=32, layers=2, heads=4, steps=20, batch_size=16, warmup=5)
 
 
-# ------------------------------------------------------------------------------- the task
-
-def is_test(terms):
-    """The split of a problem, from a hash of its sorted terms (order-free: no leaks)."""
-    key = "+".join(str(t) for t in sorted(terms)).encode()
-    return int(hashlib.md5(key).hexdigest(), 16) % TEST_EVERY == 0
-
-
-def problem_text(terms):
-    return "Compute " + " + ".join(str(t) for t in terms) + "."
-
-
-def solution_text(terms, order):
-    """The worked solution that adds `terms` in `order` (a permutation of their indices).
-
-    >>> solution_text((23, 45, 17), (1, 2, 0))
-    '45 + 17 = 62. 62 + 23 = 85. \\\\boxed{85}'
-    """
-    total, steps = terms[order[0]], []
-    for i in order[1:]:
-        steps.append(f"{total} + {terms[i]} = {total + terms[i]}.")
-        total += terms[i]
-    return " ".join(steps) + f" \\boxed{{{total}}}"
-
-
-def all_solutions(terms):
-    """Every valid worked solution of a problem (one per addition order)."""
-    return [solution_text(terms, order) for order in itertools.permutations(range(len(terms)))]
-
-
-def _random_terms(rng):
-    return tuple(rng.randint(TERM_MIN, TERM_MAX) for _ in range(TERMS))
-
-
-def arith_problems(split, n=None):
-    """`n` distinct problems of `split` ("train" or "test"): [{"problem", "answer"}], deterministic.
-
-    >>> arith_problems("test", 2)[1]
-    {'problem': 'Compute 75 + 30 + 29.', 'answer': '134'}
-    """
-    if split not in DEFAULT_SPLIT_SIZE:
-        raise ValueError(f"arith has splits 'train' and 'test', not {split!r}")
-    n = DEFAULT_SPLIT_SIZE[split] if n is None else n
-    rng, seen, out = random.Random(f"arith-{split}"), set(), []
-    while len(out) < n:
-        terms = _random_terms(rng)
-        if is_test(terms) == (split == "test") and terms not in seen:
-            seen.add(terms)
-            out.append({"problem": problem_text(terms), "answer": str(sum(terms))})
-    return out
-
-
-def sft_example(rng):
-    """(problem, worked solution) of a random *train* problem, in a random order."""
-    while True:
-        terms = _random_terms(rng)
-        if not is_test(terms):
-            break
-    order = list(range(TERMS))
-    rng.shuffle(order)
-    return problem_text(terms), solution_text(terms, order)
-
-
 # -------------------------------------------------------------------------- the tokenizer
-
-def train_tokenizer(corpus, vocab_size, chat_template=None, max_positions=MAX_POSITIONS):
-    """A byte-level BPE with Qwen2's pre-tokenizer, wrapped as the Qwen2Tokenizer it loads as.
-
-    Traps of transformers 5 this avoids (tests/tiny_model.py's docstring has the details):
-    AutoTokenizer rebuilds a Qwen2Tokenizer's pre-tokenizer from vocab + merges, so the BPE is
-    trained with that same pre-tokenizer; all 256 byte symbols are kept, so any text round-
-    trips; `padding_side="left"` must be a constructor argument to be saved.
-    """
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
-
-    bpe = Tokenizer(models.BPE())
-    bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, IM_START, IM_END],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    bpe.train_from_iterator(corpus, trainer)
-    merges = [tuple(m) for m in json.loads(bpe.to_str())["model"]["merges"]]  # [("Ġ", "t"), ...]
-    tokenizer = Qwen2Tokenizer(vocab=bpe.get_vocab(), merges=merges, eos_token=EOS, pad_token=EOS,
-                               unk_token=None, padding_side="left", model_max_length=max_positions,
-                               additional_special_tokens=[IM_START, IM_END])
-    if chat_template:
-        tokenizer.chat_template = chat_template
-    return tokenizer
-
-
-def qwen2_model(tokenizer, *, vocab_size=None, hidden, layers, heads, seed=0,
-                max_positions=MAX_POSITIONS, extra_eos=()):
-    """A random-weight Qwen2ForCausalLM whose special ids match `tokenizer` (pad == EOS)."""
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-    vocab_size = len(tokenizer) if vocab_size is None else vocab_size
-    if vocab_size < len(tokenizer):
-        raise ValueError(f"vocab_size={vocab_size} is below the tokenizer's {len(tokenizer)} tokens; "
-                         f"pass vocab_size=None or a larger number.")
-    if hidden % heads:
-        raise ValueError(f"hidden={hidden} is not a multiple of heads={heads}; pick heads that divide it.")
-    eos_id = tokenizer.eos_token_id
-    config = Qwen2Config(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden,
-        num_hidden_layers=layers, num_attention_heads=heads,
-        num_key_value_heads=heads // 2 if heads % 2 == 0 else heads,
-        max_position_embeddings=max_positions, tie_word_embeddings=True,  # tied, as Qwen2.5-1.5B
-        bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,  # one id, as Qwen2.5-Math
-    )
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config).float()
-    eos = [eos_id, *(tokenizer.convert_tokens_to_ids(t) for t in extra_eos)]
-    # only token ids: transformers 5 loads every other generation field as None (see rollout.py)
-    model.generation_config = GenerationConfig(bos_token_id=eos_id, pad_token_id=eos_id,
-                                               eos_token_id=eos if len(eos) > 1 else eos_id)
-    return model
-
 
 def arith_tokenizer(vocab_size):
     """The tiny LM's tokenizer: merges learned from the prompt template and worked solutions."""
     rng = random.Random("arith-tokenizer")
     plain = rollout.format_prompt(None, "Compute 1 + 2 + 3.")  # no tokenizer: the plain template
     corpus = [plain] * 50 + [rollout.format_prompt(None, p) + " " + s
-                             for p, s in (sft_example(rng) for _ in range(500))]
-    return train_tokenizer(corpus, vocab_size)
+                             for p, s in (tasks.sft_example(rng) for _ in range(500))]
+    return train_tokenizer(corpus, vocab_size, max_positions=MAX_POSITIONS)
 
 
 # -------------------------------------------------------------------------------- SFT
@@ -235,7 +106,7 @@ def encode_example(tokenizer, problem, solution):
 def sft_batch(tokenizer, rng, batch_size):
     """input_ids (b, L) right-padded with EOS, attention_mask (b, L), labels (b, L): -100 off
     the completion, so the loss is next-token prediction on solution tokens and the final EOS."""
-    rows = [encode_example(tokenizer, *sft_example(rng)) for _ in range(batch_size)]
+    rows = [encode_example(tokenizer, *tasks.sft_example(rng)) for _ in range(batch_size)]
     L = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((batch_size, L), tokenizer.eos_token_id)  # (b, L)
     attention_mask = torch.zeros(batch_size, L, dtype=torch.long)  # (b, L)
@@ -282,7 +153,7 @@ def build(path, recipe=Recipe(), progress=True):
     start = time.perf_counter()
     tokenizer = arith_tokenizer(recipe.vocab_size)
     model = qwen2_model(tokenizer, hidden=recipe.hidden, layers=recipe.layers, heads=recipe.heads,
-                        seed=recipe.seed)
+                        max_positions=MAX_POSITIONS, seed=recipe.seed)
     model, losses = pretrain(model, tokenizer, recipe, progress)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -311,6 +182,14 @@ def is_built(path, recipe=Recipe()):
     return info.get("recipe_version") == RECIPE and info.get("recipe") == dataclasses.asdict(recipe)
 
 
+def resolve_model(name):
+    """`name`, or the tiny LM's folder (built first if needed) when `name` is "tiny".
+
+    train.py and eval.py call this for `--model`; the core (rollout.py) never sees "tiny".
+    """
+    return ensure_tiny_model() if name == TINY_MODEL else name
+
+
 def ensure_tiny_model(cache_dir=None):
     """The tiny LM's folder, built first if it is missing or from another recipe."""
     path = cache_dir or default_cache_dir()
@@ -325,19 +204,21 @@ def ensure_tiny_model(cache_dir=None):
 @torch.no_grad()
 def sampled_pass_at_k(path, n_problems=128, n=16, temperature=1.0, seed=0):
     """pass@1 and pass@n on the test split, n samples a problem (unbiased estimator)."""
-    from eval import pass_at_k  # the estimator eval.py reports
     model, tokenizer = rollout.load_model_and_tokenizer(path, dtype="float32", device="cpu")
-    problems = arith_problems("test", n_problems)
+    problems = tasks.arith_problems("test", n_problems)
     torch.manual_seed(seed)
     counts = []
-    for first in range(0, len(problems), 32):
-        chunk = problems[first:first + 32]
+    for first in range(0, len(problems), CHECK_BATCH):
+        chunk = problems[first:first + CHECK_BATCH]
         roll = rollout.sample(model, tokenizer, [p["problem"] for p in chunk], n,
                               temperature=temperature, max_new_tokens=48, batch_size=512)
         for i, p in enumerate(chunk):
             counts.append(sum(verify.reward(t, p["answer"]) for t in roll.texts[i * n:(i + 1) * n]))
     ks = sorted({1, n})
-    return {f"pass@{k}": sum(pass_at_k(n, int(c), k) for c in counts) / len(counts) for k in ks}
+    # the unbiased estimator 1 - C(n-c, k)/C(n, k) of eval.pass_at_k, written out: toy/ must not
+    # import eval.py, which imports this file for --model tiny
+    return {f"pass@{k}": sum(1 - math.comb(n - int(c), k) / math.comb(n, k) for c in counts) / len(counts)
+            for k in ks}
 
 
 def main(argv=None):

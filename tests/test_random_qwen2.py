@@ -1,4 +1,5 @@
-"""tests/tiny_model.py: its folder loads offline through the Auto classes and behaves like Qwen2.5."""
+"""toy/random_qwen2.py: the random Qwen2 test model's folder loads offline through the Auto classes
+and behaves like Qwen2.5."""
 
 import random
 import string
@@ -6,8 +7,9 @@ import string
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_model import TINY_PROBLEMS, build_tiny_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from toy.random_qwen2 import TOY_PROBLEMS, build_random_qwen2
 
 ROUND_TRIP_TEXTS = [
     string.printable,  # every printable ASCII character, space, \t \n \r \x0b \x0c
@@ -20,7 +22,7 @@ ROUND_TRIP_TEXTS = [
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    path = build_tiny_model(tmp_path_factory.mktemp("tiny"))
+    path = build_random_qwen2(tmp_path_factory.mktemp("tiny"))
     return AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
 
 
@@ -39,7 +41,7 @@ def test_model_is_tiny(tiny):
     assert sum(p.numel() for p in model.parameters()) < 100_000
 
 
-@pytest.mark.parametrize("text", ROUND_TRIP_TEXTS + [p["problem"] for p in TINY_PROBLEMS])
+@pytest.mark.parametrize("text", ROUND_TRIP_TEXTS + [p["problem"] for p in TOY_PROBLEMS])
 def test_decode_of_encode_is_the_text(tiny, text):
     tokenizer, _ = tiny
     ids = tokenizer(text)["input_ids"]
@@ -73,19 +75,19 @@ def test_padding_is_on_the_left_with_eos(tiny):
 
 def test_chat_template_wraps_the_problem(tiny):
     tokenizer, _ = tiny
-    messages = [{"role": "user", "content": TINY_PROBLEMS[0]["problem"]}]
+    messages = [{"role": "user", "content": TOY_PROBLEMS[0]["problem"]}]
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert prompt == "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_no_chat_template_when_disabled(tmp_path):
-    tokenizer = AutoTokenizer.from_pretrained(build_tiny_model(tmp_path, chat_template=False))
+    tokenizer = AutoTokenizer.from_pretrained(build_random_qwen2(tmp_path, chat_template=False))
     assert not tokenizer.chat_template
 
 
 def test_sampling_a_left_padded_batch(tiny):
     tokenizer, model = tiny
-    batch = tokenizer([p["problem"] for p in TINY_PROBLEMS[:2]], padding=True, return_tensors="pt")
+    batch = tokenizer([p["problem"] for p in TOY_PROBLEMS[:2]], padding=True, return_tensors="pt")
     torch.manual_seed(0)
     out = model.generate(**batch, do_sample=True, top_k=0, max_new_tokens=5)  # (2, P+T), T <= 5
     n_prompt = batch["input_ids"].shape[1]
@@ -94,16 +96,16 @@ def test_sampling_a_left_padded_batch(tiny):
 
 
 def test_embedding_can_be_larger_than_the_tokenizer(tmp_path):
-    path = build_tiny_model(tmp_path, vocab_size=512)
+    path = build_random_qwen2(tmp_path, vocab_size=512)
     tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
     assert len(tokenizer) < 512
     assert model.get_input_embeddings().weight.shape[0] == model.config.vocab_size == 512
 
 
 def test_same_seed_same_files(tmp_path):
-    a = build_tiny_model(tmp_path / "a", seed=1)
-    b = build_tiny_model(tmp_path / "b", seed=1)
-    c = build_tiny_model(tmp_path / "c", seed=2)
+    a = build_random_qwen2(tmp_path / "a", seed=1)
+    b = build_random_qwen2(tmp_path / "b", seed=1)
+    c = build_random_qwen2(tmp_path / "c", seed=2)
     wa, wb, wc = (load_file(f"{p}/model.safetensors") for p in (a, b, c))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)

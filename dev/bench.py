@@ -1,7 +1,7 @@
 """Speed and memory of one training step: ours (GRPO and APO) against TRL's GRPOTrainer.
 
-    python bench.py                                   # tiny random model on CPU, ~2 minutes
-    python bench.py --shape qwen2.5-1.5b --json bench_gpu.json    # on a GPU (no download)
+    python dev/bench.py                                   # a small random Qwen2 on CPU, ~2 minutes
+    python dev/bench.py --shape qwen2.5-1.5b --json bench_gpu.json    # on a GPU (no download)
 
 What it measures, each in a fresh process so that peaks do not leak between runs:
 - ours: `train.py` itself, for --loss grpo and --loss apo on the same random-weight model,
@@ -37,17 +37,18 @@ import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository root
+if ROOT not in sys.path:  # `python dev/bench.py`: the repository root is not on the path
+    sys.path.insert(0, ROOT)
 QWEN_VOCAB = 151_936  # Qwen2.5's embedding rows
-SHAPES = {  # Qwen2Config fields; qwen2.5-1.5b copies Qwen2.5-Math-1.5B's config.json
-    "tiny": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=8192, max_position_embeddings=4096),  # CPU-sized
-    "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                         num_attention_heads=12, num_key_value_heads=2, vocab_size=QWEN_VOCAB,
-                         max_position_embeddings=4096, rope_theta=10000.0),
+SHAPES = {  # toy.random_qwen2.qwen2_model arguments; qwen2.5-1.5b copies Qwen2.5-Math-1.5B's config.json
+    "small": dict(hidden=128, intermediate=512, layers=2, heads=4, kv_heads=2, vocab_size=8192,
+                  max_positions=4096),  # CPU-sized
+    "qwen2.5-1.5b": dict(hidden=1536, intermediate=8960, layers=28, heads=12, kv_heads=2,
+                         vocab_size=QWEN_VOCAB, max_positions=4096, rope_theta=10000.0),
 }
 DEFAULTS = {  # per shape: prompts B, group G, completion tokens T, steps timed, micro-batch, logprob N x T
-    "tiny": dict(prompts=2, group=8, tokens=64, steps=8, micro=8, lp_rows=4, lp_tokens=256,
+    "small": dict(prompts=2, group=8, tokens=64, steps=8, micro=8, lp_rows=4, lp_tokens=256,
                  sampler_batch=16, sampler_tokens=64),
     "qwen2.5-1.5b": dict(prompts=8, group=8, tokens=512, steps=3, micro=8, lp_rows=16, lp_tokens=1024,
                          sampler_batch=256, sampler_tokens=256),
@@ -57,19 +58,11 @@ WARMUP_STEPS = 1  # first step pays for allocation, kernel selection and graph c
 
 def build_model(path, shape):
     """A random-weight Qwen2 model of `shape` with a small BPE tokenizer, saved to `path`."""
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-
-    from toy import tiny_lm
+    from toy import random_qwen2
     corpus = [f"Question: What is {a} + {b}?\nAnswer: {a + b}" for a in range(30) for b in range(30)]
-    tok = tiny_lm.train_tokenizer(corpus, 400, max_positions=4096)
-    eos = tok.eos_token_id
-    config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=True, bos_token_id=eos,
-                         eos_token_id=eos, pad_token_id=eos)
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
+    tok = random_qwen2.train_tokenizer(corpus, 400, max_positions=SHAPES[shape]["max_positions"])
+    model = random_qwen2.qwen2_model(tok, **SHAPES[shape])
+    random_qwen2.save(path, model, tok)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -161,7 +154,8 @@ def logprob_worker(mode, rows, tokens, hidden):
 
 
 def sampler_worker(model_dir, batch, tokens):
-    """Decode tokens/s of plain `generate` and of rollout's static-cache sampler; prints JSON."""
+    """Decode tokens/s of plain `generate` and of fast_sampler's static-cache sampler; prints JSON."""
+    import fast_sampler
     import rollout
     cuda = torch.cuda.is_available()
     model, tok = rollout.load_model_and_tokenizer(model_dir, dtype="bfloat16" if cuda else "float32")
@@ -178,7 +172,7 @@ def sampler_worker(model_dir, batch, tokens):
             if name == "hf":
                 ids = model.generate(**enc, generation_config=cfg)[:, enc["input_ids"].shape[1]:]
             else:
-                ids = rollout.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg)
+                ids = fast_sampler.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg)
             if cuda:
                 torch.cuda.synchronize()
             seconds = time.time() - t0
@@ -211,7 +205,7 @@ def _worker_json(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Time and size one training step: ours vs TRL.")
-    ap.add_argument("--shape", choices=sorted(SHAPES), default="tiny", help="model shape (random weights)")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="small", help="model shape (random weights)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps after 1 warm-up step")
     ap.add_argument("--tokens", type=int, default=None, help="completion length T")
     ap.add_argument("--lp-tokens", type=int, default=None, help="tokens per row in the log-prob test")
@@ -229,7 +223,7 @@ def main(argv=None):
             return trl_worker(rest[0], rest[1], s)
         if kind == "sampler":
             return sampler_worker(rest[0], s["sampler_batch"], s["sampler_tokens"])
-        return logprob_worker(rest[0], s["lp_rows"], s["lp_tokens"], SHAPES[args.shape]["hidden_size"])
+        return logprob_worker(rest[0], s["lp_rows"], s["lp_tokens"], SHAPES[args.shape]["hidden"])
 
     device = "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"bench: {args.shape} on {device}; B={s['prompts']} G={s['group']} T={s['tokens']}, "

@@ -1,0 +1,128 @@
+"""The import layers of STYLE 12, read from the source with `ast` (imports inside functions count).
+
+From the bottom: the objective (apo) and the grader (verify) import nothing of the project; the
+core imports only the core; the entry points (train, eval) import the core and, for
+`--model tiny`, the tiny-LM builder; toy/, integrations/, examples/ and dev/ import what they
+need but never tests/. No import cycles. `sys.path` is patched only by scripts that are run as
+`python toy/x.py` (or examples/, dev/), and only to put the repository root on it.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LEAVES = {"apo", "verify"}  # import nothing of the project
+CORE = LEAVES | {"cli", "tasks", "data", "rollout", "fast_sampler", "checkpoints"}
+ENTRY_POINTS = {"train", "eval"}
+TINY_LM_BUILDER = {"toy.tiny_lm", "toy.random_qwen2", "toy"}  # what --model tiny needs
+SCRIPT_DIRS = ("toy", "examples", "dev")  # scripts run as `python DIR/x.py` may patch sys.path
+MAX_LINES = 400  # STYLE 1: files a student reads top to bottom
+
+
+def project_files():
+    skip = {".venv", ".git", "runs", "outputs", ".cache"}
+    return sorted(p for p in ROOT.rglob("*.py") if not skip & set(p.relative_to(ROOT).parts))
+
+
+def module_name(path):
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_modules():
+    return {module_name(p): p for p in project_files()}
+
+
+def imports_of(path, modules, self_name=None):
+    """Project modules imported anywhere in `path` (top level or inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            groups = [[a.name] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            groups = [[f"{node.module}.{a.name}", node.module] for a in node.names]  # `from toy import x`
+        else:
+            continue
+        for candidates in groups:  # the most specific project module named, else its top package
+            match = next((c for c in candidates if c in modules), None)
+            top = candidates[-1].split(".")[0]
+            if match or top in modules or top == "tests":
+                found.add(match or top)
+    return found - {self_name}
+
+
+GRAPH = {name: imports_of(path, project_modules(), name) for name, path in project_modules().items()}
+
+
+@pytest.mark.parametrize("module", sorted(LEAVES))
+def test_objective_and_grader_import_nothing_of_the_project(module):
+    assert GRAPH[module] == set(), f"{module} imports {GRAPH[module]}"
+
+
+@pytest.mark.parametrize("module", sorted(CORE - LEAVES))
+def test_core_imports_only_the_core(module):
+    assert GRAPH[module] <= CORE, f"{module} imports {GRAPH[module] - CORE}"
+
+
+@pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
+def test_entry_points_import_the_core_and_the_tiny_lm_builder(module):
+    assert GRAPH[module] <= CORE | TINY_LM_BUILDER, f"{module} imports {GRAPH[module] - CORE - TINY_LM_BUILDER}"
+
+
+def test_nothing_outside_tests_imports_tests_or_train():
+    for name, deps in GRAPH.items():
+        if not name.startswith("tests"):
+            assert not any(d == "tests" or d.startswith("tests.") for d in deps), f"{name} imports tests/"
+            assert "train" not in deps, f"{name} imports train.py (STYLE 1: nothing imports train)"
+
+
+def test_no_import_cycles():
+    state, stack = {}, []
+
+    def visit(node):  # depth-first search; a grey node met again closes a cycle
+        state[node] = "grey"
+        stack.append(node)
+        for dep in sorted(GRAPH.get(node, ())):
+            if state.get(dep) == "grey":
+                pytest.fail("import cycle: " + " -> ".join(stack[stack.index(dep):] + [dep]))
+            if dep not in state:
+                visit(dep)
+        stack.pop()
+        state[node] = "black"
+
+    for node in sorted(GRAPH):
+        if node not in state:
+            visit(node)
+
+
+def _patches_sys_path(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", None) == "sys":
+            return True
+    return False
+
+
+def test_sys_path_is_patched_only_by_scripts_in_toy_examples_dev():
+    for path in project_files():
+        rel = path.relative_to(ROOT)
+        if _patches_sys_path(path):
+            assert rel.parts[0] in SCRIPT_DIRS and "__main__" in path.read_text(), f"{rel} patches sys.path"
+
+
+def test_the_layout_test_sees_a_cycle_and_a_tests_import(tmp_path):
+    """The checks above are not vacuous: they find what they look for in a planted example."""
+    (tmp_path / "tests").mkdir()
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("def f():\n    import b\n")  # a lazy import counts
+    b.write_text("from a import f\nfrom tests.helper import x\n")
+    modules = {"a": a, "b": b, "tests.helper": tmp_path / "tests" / "helper.py"}
+    assert imports_of(a, modules) == {"b"}
+    assert imports_of(b, modules) == {"a", "tests.helper"}
+
+
+def test_no_python_file_is_over_400_lines():
+    long = {str(p.relative_to(ROOT)): n for p in project_files()
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"over {MAX_LINES} lines: {long}"
