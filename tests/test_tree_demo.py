@@ -1,11 +1,11 @@
-"""The tree toy shows Recursive Space Contraction and APO's recovery on a short run."""
+"""The tree toy shows Recursive Space Contraction, and its comparison of methods is fair."""
 
+import doctest
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "toy"))
-import tree_demo  # noqa: E402
+import pytest
+
+from toy import tree_demo
 
 
 def test_short_run_shows_grpo_collapse_and_apo_keeps_more_pass64(tmp_path):
@@ -36,8 +36,74 @@ def test_exact_pass_at_k_equals_enumeration_for_base():
 
 
 def test_bad_flag_gives_a_clear_error(capsys):
-    import pytest
     with pytest.raises(SystemExit) as e:
         tree_demo.parse_args(["--top-k", "0"])
     assert e.value.code == 2
     assert "--top-k must be between 1" in capsys.readouterr().err
+
+
+ALL_FOUR = ["--branching", "3", "--depth", "2", "--top-k", "2", "--correct", "4"]  # every top-K path correct
+
+
+@pytest.mark.parametrize("flags", [[], ALL_FOUR])
+def test_each_prompt_has_exactly_correct_distinct_leaves_inside_the_reference_topk(flags):
+    """Checked leaf by leaf in a loop. The second case marks all 4 top-K paths of a 3-ary, depth-2
+    tree: drawing with replacement would almost surely mark fewer."""
+    cfg = tree_demo.parse_args(flags)
+    tree, ref_logits, correct = tree_demo.make_world(cfg, seed=0)
+    top = ref_logits.topk(cfg.top_k, dim=-1).indices.tolist()  # (P, nodes, K)
+    for p in range(cfg.prompts):
+        leaves = correct[p].nonzero().flatten().tolist()
+        assert len(leaves) == cfg.correct
+        for leaf in leaves:
+            node = 0
+            for d in range(cfg.depth):
+                a = leaf // cfg.branching ** (cfg.depth - 1 - d) % cfg.branching
+                assert a in top[p][node]
+                node = tree.child(node, d, a)
+
+
+def test_tuning_and_report_seed_sets_are_disjoint(capsys):
+    for seeds in ("1", "3", str(tree_demo.TUNING_SEED0 - tree_demo.REPORT_SEED0)):
+        report, tuning = tree_demo.seed_sets(tree_demo.parse_args(["--seeds", seeds]))
+        assert len(report) == len(tuning) == int(seeds) and not set(report) & set(tuning)
+    with pytest.raises(SystemExit) as e:
+        tree_demo.parse_args(["--seeds", str(tree_demo.TUNING_SEED0 - tree_demo.REPORT_SEED0 + 1)])
+    assert e.value.code == 2 and "--seeds must be at most" in capsys.readouterr().err
+
+
+def test_selection_rule_picks_the_hand_computed_setting():
+    rows = [{"pass@1": 0.28, "pass@64": 0.70},   # 0.98  weakest setting, GRPO-like
+            {"pass@1": 0.26, "pass@64": 0.81},   # 1.07  <- the largest sum
+            {"pass@1": 0.21, "pass@64": 0.86},   # 1.07  tie: the weaker setting (above) wins
+            {"pass@1": 0.10, "pass@64": 0.90}]   # 1.00  best pass@64 alone, not picked
+    assert tree_demo.pick(rows) == 1
+    assert tree_demo.pick(rows[2:]) == 0
+    assert tree_demo.pick([{"pass@1": 0.3, "pass@64": 0.5}, {"pass@1": 0.2, "pass@64": 0.9}]) == 1
+
+
+def test_frontier_tunes_on_tuning_seeds_only_and_picks_the_best_sum(monkeypatch):
+    cfg = tree_demo.parse_args(["--prompts", "4", "--branching", "3", "--depth", "2", "--top-k", "2",
+                                "--steps", "5", "--seeds", "2"])
+    grids = {"grpo_kl": (0.01, 1.0), "apo": (0.05, 0.5)}
+    seen, make_world = [], tree_demo.make_world
+    monkeypatch.setattr(tree_demo, "make_world", lambda c, seed: seen.append(seed) or make_world(c, seed))
+    tuning, report, picks = tree_demo.frontier(cfg, grids)
+    report_seeds, tuning_seeds = tree_demo.seed_sets(cfg)
+    assert seen == tuning_seeds + report_seeds  # tune first, on the tuning seeds; then report
+    for method, grid in grids.items():  # by hand: mean over tuning seeds of pass@1 + pass@64
+        sums = [sum((tuning[tree_demo.label(method, k)][c].sum().item() for c in ("pass@1", "pass@64")))
+                / len(tuning_seeds) for k in grid]
+        assert picks[method] == grid[sums.index(max(sums))]
+
+
+def test_tuned_defaults_are_settings_of_their_grids():
+    cfg = tree_demo.parse_args([])
+    for method, grid in tree_demo.GRIDS.items():
+        assert tree_demo.TUNED[method] in grid
+        assert getattr(cfg, tree_demo.KNOB[method]) == tree_demo.TUNED[method]
+    assert len({len(grid) for grid in tree_demo.GRIDS.values()}) == 1  # the same budget for every knob
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(tree_demo).failed == 0
