@@ -87,71 +87,78 @@ LEAN_PIECE_ELEMENTS = 1 << 23  # rows x V per float32 piece (32 MB): bounds the 
 
 
 class _GatherLogp(torch.autograd.Function):
-    """log softmax(z)[ids] = z[ids] - logsumexp(z), with a hand-written backward.
+    """log softmax(z / tau)[ids] = z[ids] / tau - logsumexp(z / tau), with a hand-written backward.
 
     Autograd's own logsumexp would keep a float32 copy of all the logits for its backward;
     here only the logits themselves (in their own dtype), the ids and one float32
     logsumexp per row are kept, and the backward recomputes softmax piece by piece:
-        d out_k / d z_j = [j == ids_k] - softmax(z)_j
+        d out_k / d z_j = ([j == ids_k] - softmax(z / tau)_j) / tau
+    The division by the temperature tau happens in float32, piece by piece, exactly as
+    `generate` divides its float32 scores: the loss then scores a sampled token with the very
+    distribution that sampled it, even when the model computes bf16 logits.
     """
 
     @staticmethod
-    def forward(ctx, logits, ids):
+    def forward(ctx, logits, ids, temperature):
         V, work = logits.shape[-1], torch.promote_types(logits.dtype, torch.float32)
         flat = logits.reshape(-1, V)  # (R, V) a view: logits are contiguous
         rows = max(1, LEAN_PIECE_ELEMENTS // V)
         with torch.autocast(logits.device.type, enabled=False):
-            lse = torch.cat([torch.logsumexp(flat[s:s + rows].to(work), -1, keepdim=True)
+            lse = torch.cat([torch.logsumexp(flat[s:s + rows].to(work) / temperature, -1, keepdim=True)
                              for s in range(0, flat.shape[0], rows)])  # (R, 1) float32 (or 64)
             lse = lse.view(*logits.shape[:-1], 1)  # (..., 1)
-            out = logits.gather(-1, ids).to(work) - lse  # (..., K) float32 log-probs
+            out = logits.gather(-1, ids).to(work) / temperature - lse  # (..., K) float32 log-probs
         ctx.save_for_backward(logits, ids, lse)
+        ctx.temperature = temperature
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         logits, ids, lse = ctx.saved_tensors
-        V = logits.shape[-1]
+        tau, V = ctx.temperature, logits.shape[-1]
         flat, flat_ids = logits.reshape(-1, V), ids.reshape(-1, ids.shape[-1])  # (R, V), (R, K)
         flat_lse, flat_g = lse.reshape(-1, 1), grad_out.reshape(-1, ids.shape[-1]).to(lse.dtype)
         grad = torch.empty_like(flat)  # (R, V) in the logits' dtype
         rows = max(1, LEAN_PIECE_ELEMENTS // V)
         for s in range(0, flat.shape[0], rows):  # in place: one float32 piece at a time
             g = flat[s:s + rows].to(lse.dtype, copy=True)  # (r, V) a float32 copy: never alias z
-            g.sub_(flat_lse[s:s + rows]).exp_()  # softmax(z)
+            g.div_(tau).sub_(flat_lse[s:s + rows]).exp_()  # softmax(z / tau)
             g.mul_(-flat_g[s:s + rows].sum(-1, keepdim=True))  # the -softmax term
             g.scatter_add_(-1, flat_ids[s:s + rows], flat_g[s:s + rows])  # the [j == ids_k] term
-            grad[s:s + rows] = g  # cast back to the logits' dtype
-        return grad.view_as(logits), None
+            grad[s:s + rows] = g.div_(tau)  # chain rule through z / tau; cast back to the logits' dtype
+        return grad.view_as(logits), None, None
 
 
-def gather_logp(logits, ids):
-    """log softmax(logits) at `ids`, without building a float32 log-softmax tensor.
+def gather_logp(logits, ids, temperature=1.0):
+    """log softmax(logits / temperature) at `ids`, without building a float32 log-softmax tensor.
 
-    logits (..., V) of any float dtype; ids (..., K) long -> (..., K) float32 log-probs, with
-    a gradient w.r.t. logits. Memory beyond the logits: one float32 piece of
-    LEAN_PIECE_ELEMENTS and a logsumexp per row, forward and backward. A naive
-    `logits.float().log_softmax(-1)` keeps two float32 copies of (N, T, V) for its backward;
-    at V = 151,936 that is the difference between fitting on one GPU and not.
+    logits (..., V) of any float dtype, *not* yet divided by the temperature; ids (..., K)
+    long -> (..., K) float32 log-probs, with a gradient w.r.t. logits. Memory beyond the
+    logits: one float32 piece of LEAN_PIECE_ELEMENTS and a logsumexp per row, forward and
+    backward. A naive `(logits.float() / t).log_softmax(-1)` keeps float32 copies of (N, T, V)
+    for its backward; at V = 151,936 that is the difference between fitting on one GPU and not.
 
     >>> logits = torch.tensor([[2.0, 1.0, 0.0]])
     >>> gather_logp(logits, torch.tensor([[0, 2]]))
     tensor([[-0.4076, -2.4076]])
+    >>> gather_logp(logits, torch.tensor([[0]]), temperature=2.0)  # softmax([1, 0.5, 0])[0]
+    tensor([[-0.6803]])
     """
-    return _GatherLogp.apply(logits.contiguous(), ids)
+    return _GatherLogp.apply(logits.contiguous(), ids, float(temperature))
 
 
-def topk_logp(logits, k):
+def topk_logp(logits, k, temperature=1.0):
     """The K most likely ids and their log-probs: logits (..., V) -> ids, logp (..., K).
 
-    Used on the reference model's (temperature-scaled) logits to define the safe manifold.
+    Used on the reference model's logits to define the safe manifold; the log-probs are those
+    of softmax(logits / temperature) (Decision 3), the ranking does not depend on it.
 
     >>> ids, logp = topk_logp(torch.tensor([[0.0, 3.0, 1.0]]), 2)
     >>> ids, logp.exp()
     (tensor([[1, 2]]), tensor([[0.8438, 0.1142]]))
     """
     ids = logits.topk(k, dim=-1).indices  # (..., K) sorted by probability
-    return ids, gather_logp(logits, ids)  # (..., K) long, (..., K) float32 log pi
+    return ids, gather_logp(logits, ids, temperature)  # (..., K) long, (..., K) float32 log pi
 
 
 # ---------------------------------------------------------------------------- aggregation

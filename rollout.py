@@ -72,6 +72,41 @@ class Rollout:
                        self.completion_mask[idx], self.truncated[idx], self.prompt_index[idx],
                        [self.texts[i] for i in ids])
 
+    def trimmed(self):
+        """The same rows without the columns that are padding in every row: the left padding all
+        prompts share and the completion columns after the longest completion. Position ids come
+        from the attention mask, so the forward pass gives the same numbers on fewer columns."""
+        P = self.prompt_len
+        first = int(self.attention_mask[:, :P].any(0).long().argmax())  # first column any prompt uses
+        T = max(1, int(self.completion_mask.sum(1).max()))  # the longest completion, EOS included
+        return Rollout(self.input_ids[:, first:P + T], self.attention_mask[:, first:P + T],
+                       self.completion_ids[:, :T], self.completion_mask[:, :T], self.truncated,
+                       self.prompt_index, self.texts)
+
+    def micro_batches(self, max_tokens, max_rows=0):
+        """Row groups (index tensors) for the loss's forward passes, in the spirit of verl's dynamic
+        batch size: rows sorted by length are packed so that each group's padded size, rows x its
+        own trimmed width, stays within `max_tokens` (a longer row goes alone), and within
+        `max_rows` rows when that is > 0. Short completions share big groups, long ones get small.
+
+        >>> r = Rollout(torch.zeros(4, 6), torch.ones(4, 6), torch.zeros(4, 4),
+        ...             torch.tensor([[1., 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0]]),
+        ...             torch.zeros(4), torch.zeros(4), ["", "", "", ""])
+        >>> [g.tolist() for g in r.micro_batches(max_tokens=12)]   # widths 2 + length
+        [[1, 3, 2], [0]]
+        """
+        prompt = self.attention_mask[:, :self.prompt_len].sum(1).tolist()  # (N,) real prompt tokens
+        length = self.completion_mask.sum(1).tolist()  # (N,) completion tokens
+        groups, current = [], []
+        for i in sorted(range(len(length)), key=lambda r: (length[r], prompt[r])):
+            rows = current + [i]
+            width = max(prompt[r] for r in rows) + max(max(length[r] for r in rows), 1)
+            if current and (len(rows) * width > max_tokens or 0 < max_rows < len(rows)):
+                groups.append(current)
+                rows = [i]
+            current = rows
+        return [torch.tensor(g) for g in groups + [current]]
+
 
 class Reference(NamedTuple):
     """What the frozen reference says about a Rollout's completion tokens (reference_pass)."""
@@ -79,9 +114,9 @@ class Reference(NamedTuple):
     topk_ids: torch.Tensor   # (N, T, K) long: the reference's K most likely tokens, the safe manifold
     topk_logp: torch.Tensor  # (N, T, K) float32 log pi_ref at topk_ids, no grad
 
-    def rows(self, idx):
-        """The same quantities for rows `idx` only (a slice or index tensor)."""
-        return Reference(self.ref_logp[idx], self.topk_ids[idx], self.topk_logp[idx])
+    def rows(self, idx, T=None):
+        """The same quantities for rows `idx` only (a slice or index tensor), first T columns."""
+        return Reference(self.ref_logp[idx, :T], self.topk_ids[idx, :T], self.topk_logp[idx, :T])
 
 
 # -------------------------------------------------------------------------------- prompts
@@ -252,8 +287,9 @@ def sample(model, tokenizer, problems, group_size, *, temperature=1.0, top_p=1.0
 
 # ------------------------------------------------------------------------ forward passes
 
-def completion_logits(model, input_ids, attention_mask, T, temperature):
-    """Temperature-scaled logits that predict the last T tokens: (n, T, V), model dtype.
+def completion_logits(model, input_ids, attention_mask, T):
+    """The logits that predict the last T tokens: (n, T, V) in the model's (or autocast's) dtype,
+    *not* divided by the temperature (apo.gather_logp divides in float32, as `generate` does).
 
     Causal shift: the logit at column j predicts token j+1, so the T completion tokens
     (columns P..P+T-1) are predicted by columns P-1..P+T-2: keep T+1, drop the last.
@@ -261,7 +297,7 @@ def completion_logits(model, input_ids, attention_mask, T, temperature):
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)  # (n, P+T) as generate
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 logits_to_keep=T + 1, use_cache=False)
-    return out.logits[:, :-1] / temperature  # (n, T, V) Decision 3: same scaling for ref
+    return out.logits[:, :-1]  # (n, T, V)
 
 
 def _pieces(T):
@@ -272,21 +308,22 @@ def policy_logps(model, input_ids, attention_mask, completion_ids, *, temperatur
                  anchor_ids=None):
     """One forward of a micro-batch, with grad if enabled. Returns
     logp (n, T) float32 log pi(y_t), anchor_logp (n, T, K) log pi at `anchor_ids` (or None),
-    entropy (n, T) float32 exact entropy of pi(.|s_t), detached (computed without grad)."""
+    entropy (n, T) float32 exact entropy of pi(.|s_t), detached (computed without grad);
+    pi is softmax(logits / temperature), divided in float32 (Decision 3)."""
     T = completion_ids.shape[1]
-    logits = completion_logits(model, input_ids, attention_mask, T, temperature)  # (n, T, V)
+    logits = completion_logits(model, input_ids, attention_mask, T)  # (n, T, V) model dtype
     ids = completion_ids[..., None]  # (n, T, 1) the sampled token
     if anchor_ids is not None:  # one logsumexp serves the sampled token and the K anchors
         ids = torch.cat([ids, anchor_ids], -1)  # (n, T, 1+K)
-    logp = apo.gather_logp(logits, ids)  # (n, T, 1+K) float32 log pi, lean forward and backward
+    logp = apo.gather_logp(logits, ids, temperature)  # (n, T, 1+K) float32 log pi, lean fwd and bwd
     with torch.no_grad():
-        entropy = torch.cat([_entropy(logits[:, s].detach()) for s in _pieces(T)], 1)  # (n, T)
+        entropy = torch.cat([_entropy(logits[:, s].detach(), temperature) for s in _pieces(T)], 1)  # (n, T)
     return logp[..., 0], (logp[..., 1:] if anchor_ids is not None else None), entropy
 
 
-def _entropy(logits):
+def _entropy(logits, temperature):
     """(n, t, V) -> (n, t) exact entropy H(pi(.|s_t)) in float32, for one piece of columns."""
-    logp = torch.log_softmax(logits.float(), -1)  # (n, t, V) float32, one piece only
+    logp = torch.log_softmax(logits.float() / temperature, -1)  # (n, t, V) float32, one piece only
     return -(logp.exp() * logp).sum(-1)
 
 
@@ -297,16 +334,18 @@ def reference_pass(model, rollout, *, top_k, temperature=1.0, chunk_size=4):
     Returns ref_logp (N, T) log pi_ref(y_t), topk_ids (N, T, K) and topk_logp (N, T, K): the
     reference's K most likely next tokens (the safe manifold, METHOD.md §3) and their log-probs,
     as a `Reference` (a tuple: `ref_logp, topk_ids, topk_logp = reference_pass(...)` works).
+    Run it under the same autocast as the policy, with the same float32 weights, so that at
+    step 0 the reference *is* the policy to the last bit (r_anchor exactly 1).
     """
     T = rollout.completion_ids.shape[1]
     ref_logp, topk_ids, topk_logp = [], [], []
     for start in range(0, rollout.input_ids.shape[0], chunk_size):
         rows = slice(start, start + chunk_size)
-        logits = completion_logits(model, rollout.input_ids[rows], rollout.attention_mask[rows],
-                                   T, temperature)  # (n, T, V) model dtype
+        logits = completion_logits(model, rollout.input_ids[rows], rollout.attention_mask[rows], T)
         ids = logits.topk(top_k, dim=-1).indices  # (n, T, K) the safe manifold, most likely first
-        logp = apo.gather_logp(logits, torch.cat([rollout.completion_ids[rows, :, None], ids], -1))
-        del logits  # (n, T, 1+K) float32: sampled token, then the top-K
+        logp = apo.gather_logp(logits, torch.cat([rollout.completion_ids[rows, :, None], ids], -1),
+                               temperature)  # (n, T, 1+K) float32: sampled token, then the top-K
+        del logits
         ref_logp.append(logp[..., 0])
         topk_ids.append(ids)
         topk_logp.append(logp[..., 1:])

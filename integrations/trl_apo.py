@@ -36,7 +36,10 @@ Choices, with reasons:
    so A differs by < 0.03 %.
 2. pi_old: with `num_iterations=1` and generation aligned to the optimizer step (TRL's default) TRL stores no
    old log-probs and we use logp.detach() (ratio exactly 1, as train.py). Otherwise we use TRL's
-   `old_per_token_logps` (its fused kernel, same temperature); tests check it equals our log pi.
+   `old_per_token_logps`, which TRL computes through `_get_per_token_logps_and_entropies`; APOTrainer
+   overrides that method with `rollout.policy_logps`, so both sides of the ratio come from one function
+   (position ids rebuilt from the mask, temperature divided in float32): under `bf16=True` the ratio of the
+   first pass is exactly 1, where TRL's own forward (no position ids) left it anywhere in [0.98, 1.013].
 3. vLLM importance-sampling correction: TRL's default sequence-level ratio w >= 0 (one per completion)
    multiplies the surrogate; since -min(r*A*w, clip(r)*A*w) = w * -min(r*A, clip(r)*A) it is folded into the
    advantage. Token-level modes would need a per-token weight that apo.policy_loss does not take: rejected.
@@ -190,6 +193,22 @@ class APOTrainer(GRPOTrainer):
         if self.is_fsdp_enabled:
             return prepare_fsdp(ref_model, self.accelerator)
         return self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                           batch_size=None, compute_entropy=False, compute_aux_loss=False,
+                                           **multimodal):
+        # Why: pi_old (old_per_token_logps) and pi_theta (_compute_loss) must come from the same function, or
+        # the first pass's ratio is not 1 under bf16 (choice 2). Vision inputs are rejected in __init__.
+        completion_ids = input_ids[:, -logits_to_keep:]  # (n, T) the completion tokens
+        batch_size = batch_size or input_ids.shape[0]
+        logps, entropies = [], []
+        for start in range(0, input_ids.shape[0], batch_size):
+            rows = slice(start, start + batch_size)
+            logp, _, entropy = rollout.policy_logps(model, input_ids[rows], attention_mask[rows],
+                                                    completion_ids[rows], temperature=self.temperature)
+            logps.append(logp)  # (b, T) float32
+            entropies.append(entropy)  # (b, T) float32, no grad
+        return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
     def _generate_and_score_completions(self, inputs):
         # Why: APO needs the reference's top-K at every completion position of the sequences TRL just built,

@@ -190,3 +190,64 @@ def test_auto_sampler_uses_generate_on_cpu(model_tok, monkeypatch):
     monkeypatch.setattr(fast_sampler, "static_generate", lambda *a, **k: pytest.fail("static path on CPU"))
     r = rollout.sample(model, tok, ["What is 2 + 3?"], 2, max_new_tokens=4)
     assert r.completion_ids.shape[0] == 2
+
+
+# --------------------------------------------------------- one precision path (bf16 autocast)
+
+def _cpu_bf16():
+    return torch.autocast("cpu", dtype=torch.bfloat16)  # stands in for train.py's GPU autocast
+
+
+def test_bf16_policy_logps_equal_the_samplers_own_logprobs(model_tok):
+    """Under bf16 autocast at temperature 0.7 the loss scores a sampled token with the very
+    float32 distribution `generate` sampled it from: the division by the temperature happens in
+    float32 on both sides (bf16 division would be off by ~1e-3 nats, up to 0.2 on big logits)."""
+    model, tok = model_tok
+    enc = tok([rollout.format_prompt(tok, p) for p in PROBLEMS], return_tensors="pt", padding=True,
+              padding_side="left", add_special_tokens=False)
+    cfg = rollout.sampling_config(model, tok, temperature=0.7, max_new_tokens=8, output_scores=True,
+                                  return_dict_in_generate=True)
+    torch.manual_seed(2)
+    with _cpu_bf16():
+        out = model.generate(**enc, generation_config=cfg)
+    completion = out.sequences[:, enc["input_ids"].shape[1]:]
+    mask, _ = rollout.completion_mask(completion, rollout.eos_ids(model, tok))
+    sampler = torch.stack(out.scores, 1).log_softmax(-1).gather(-1, completion[..., None]).squeeze(-1)
+    attn = torch.cat([enc["attention_mask"], mask.long()], 1)
+    with _cpu_bf16():
+        logp, _, _ = rollout.policy_logps(model, out.sequences, attn, completion, temperature=0.7)
+    assert ((logp - sampler).abs() * mask).max() < 1e-5  # float32 noise, not bf16 rounding
+
+
+def test_bf16_reference_at_step_0_is_the_policy_bit_for_bit(model_tok, roll):
+    """The reference runs the policy's precision path (float32 weights, the same autocast), so
+    at step 0 its log-probs equal the policy's and r_anchor is exactly 1 on every token."""
+    model, _ = model_tok
+    with _cpu_bf16():
+        ref = rollout.reference_pass(model, roll, top_k=4, temperature=0.7, chunk_size=3)
+        logp, anchor_logp, _ = rollout.policy_logps(
+            model, roll.input_ids, roll.attention_mask, roll.completion_ids, temperature=0.7,
+            anchor_ids=ref.topk_ids)
+    assert torch.equal(logp, ref.ref_logp) and torch.equal(anchor_logp, ref.topk_logp)
+    in_s = ref.topk_ids != roll.completion_ids[..., None]
+    r_anchor = apo.anchor_ratio(anchor_logp, ref.topk_logp, ~in_s)
+    m = roll.completion_mask.bool() & in_s.any(-1)
+    assert torch.equal(r_anchor[m], torch.ones_like(r_anchor[m]))
+
+
+def test_temperature_is_divided_in_float32_like_generate(model_tok):
+    """From the very bf16 logits `generate` saw, gather_logp's log pi equals the log-softmax of
+    generate's float32 scores; dividing the bf16 logits in bf16 (the old path) does not."""
+    model, tok = model_tok
+    prompt = rollout.format_prompt(tok, "What is 2 + 3?")
+    enc = tok([prompt] * 4, return_tensors="pt", add_special_tokens=False)
+    cfg = rollout.sampling_config(model, tok, temperature=0.7, max_new_tokens=6, output_scores=True,
+                                  output_logits=True, return_dict_in_generate=True)
+    torch.manual_seed(3)
+    with _cpu_bf16():
+        out = model.generate(**enc, generation_config=cfg)
+    raw = torch.stack(out.logits, 1).to(torch.bfloat16)  # (B, T, V) exact: they were bf16 logits
+    y = out.sequences[:, enc["input_ids"].shape[1]:, None]  # (B, T, 1)
+    sampler = torch.stack(out.scores, 1).log_softmax(-1).gather(-1, y)  # (B, T, 1) float32
+    assert (apo.gather_logp(raw, y, 0.7) - sampler).abs().max() < 1e-5
+    assert (apo.gather_logp(raw / 0.7, y) - sampler).abs().max() > 1e-4  # bf16 division: visibly off

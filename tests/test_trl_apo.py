@@ -219,3 +219,22 @@ def test_loss_and_gradient_equal_apo_policy_loss(random_model_dir, tmp_path, kin
 def test_config_rejects_what_apo_policy_loss_cannot_compute(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         make_config(tmp_path, **overrides)
+
+
+def test_first_pass_ratio_is_exactly_1_under_bf16(random_model_dir, tmp_path, monkeypatch):
+    """pi_old (TRL's old_per_token_logps, num_iterations=2) and pi_theta come from one function, so under
+    bf16 autocast the ratio of a generation batch's first pass is exactly 1 (TRL's own forward has no
+    position ids and left it anywhere in [0.98, 1.013])."""
+    seen = []
+    real = apo.policy_loss
+
+    def spy(logp, old_logp, *args, **kwargs):
+        mask = args[1].bool()  # (n, T)
+        seen.append((logp.detach() - old_logp)[mask].abs().max().item())
+        return real(logp, old_logp, *args, **kwargs)
+
+    monkeypatch.setattr(apo, "policy_loss", spy)  # the module object trl_apo calls through
+    trainer = make_trainer(random_model_dir, tmp_path, bf16=True, num_iterations=2, max_steps=2)
+    trainer.train()
+    assert len(seen) == 2 and seen[0] == 0.0  # first pass: exactly 1; the second reuses the batch
+    assert seen[1] > 0  # after one update the same samples are off-policy: the test can see a difference
