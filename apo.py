@@ -39,9 +39,10 @@ The objective (METHOD.md §1, §3, §4; the paper's §3-4), per completion token
 Decisions where the paper is silent (METHOD.md "Decisions")
 --------------------------------------------------------------
 1. r~ replaces rho *inside* the PPO clip. At the start r~ = lam - beta = 0.95: in the band.
-   A consequence worth knowing: once beta * r_anchor > lam - (1 - eps_low) (for example
-   beta >= 0.3 with the default clip) a wrong token's r~ leaves the band at ratio 1 and
-   its whole gradient, push and pull, is clipped to zero.
+   A consequence worth knowing: once beta * r_anchor > lam - (1 - eps_low) (= 0.25 with
+   the defaults, so any beta > 0.25 at r_anchor = 1) a wrong token's r~ leaves the band at
+   ratio 1 and its whole gradient, push and pull, is clipped to zero until the anchors
+   have lost mass (r_anchor < 0.25 / beta): a gated pull, not the pull of small beta.
 2. No KL term in APO, no entropy bonus.
 3. Reference probabilities and top-K ids come from the same temperature-scaled logits as
    the policy's (the caller divides both by the sampling temperature).

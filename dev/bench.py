@@ -49,11 +49,12 @@ SHAPES = {  # toy.random_qwen2.qwen2_model arguments; qwen2.5-1.5b copies Qwen2.
 }
 DEFAULTS = {  # per shape: prompts B, group G, completion tokens T, steps timed, micro-batch, logprob N x T
     "small": dict(prompts=2, group=8, tokens=64, steps=8, micro=8, lp_rows=4, lp_tokens=256,
-                 sampler_batch=16, sampler_tokens=64),
-    "qwen2.5-1.5b": dict(prompts=8, group=8, tokens=512, steps=3, micro=8, lp_rows=16, lp_tokens=1024,
-                         sampler_batch=256, sampler_tokens=256),
+                  sampler_batches=(16,), sampler_tokens=64),
+    "qwen2.5-1.5b": dict(prompts=8, group=8, tokens=512, steps=2, micro=8, lp_rows=16, lp_tokens=1024,
+                         sampler_batches=(128, 256), sampler_tokens=256),
 }
 WARMUP_STEPS = 1  # first step pays for allocation, kernel selection and graph capture
+LOSSES = ("grpo", "grpo_kl", "apo")  # grpo_kl and apo both load the reference: their ratio is APO's own cost
 
 
 def build_model(path, shape):
@@ -88,6 +89,20 @@ def run_ours(loss, model_dir, data_file, out, s, sampler):
     return {"step_s": med["seconds"], "gen_s": med["gen_seconds"], "ref_s": med["ref_seconds"],
             "loss_s": med["loss_seconds"], "opt_s": med["opt_seconds"], "tok_per_s": med["gen_tokens_per_s"],
             "peak_mb": max(r["peak_mb"] for r in rows)}
+
+
+def run_default_recipe(model_dir, data_file, out):
+    """One step of `python train.py` with every default but the data, the model and no checkpoint;
+    returns its phase times, peak memory and the memory-estimate line train.py printed."""
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--model", model_dir, "--dataset", data_file,
+           "--steps", "1", "--save-every", "0", "--out", out]
+    p = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        m = json.loads(f.readline())
+    estimate = next((line for line in p.stdout.splitlines() if line.startswith("memory estimate")), "")
+    return {"step_s": m["seconds"], "gen_s": m["gen_seconds"], "ref_s": m["ref_seconds"],
+            "loss_s": m["loss_seconds"], "opt_s": m["opt_seconds"], "peak_mb": m["peak_mb"],
+            "tokens": round(m["gen_tokens_per_s"] * m["gen_seconds"]), "estimate": estimate}
 
 
 def trl_worker(model_dir, data_file, s):
@@ -211,6 +226,8 @@ def main(argv=None):
     ap.add_argument("--lp-tokens", type=int, default=None, help="tokens per row in the log-prob test")
     ap.add_argument("--sampler", default="auto", choices=["auto", "hf", "static"], help="our sampler")
     ap.add_argument("--no-trl", action="store_true", help="skip the TRL comparison")
+    ap.add_argument("--default-recipe", action="store_true",
+                    help="also one step of train.py's default recipe (16 x 8 completions, up to 3000 tokens)")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)  # internal: one measurement
     args = ap.parse_args(argv)
@@ -222,7 +239,7 @@ def main(argv=None):
         if kind == "trl":
             return trl_worker(rest[0], rest[1], s)
         if kind == "sampler":
-            return sampler_worker(rest[0], s["sampler_batch"], s["sampler_tokens"])
+            return sampler_worker(rest[0], int(rest[1]), s["sampler_tokens"])
         return logprob_worker(rest[0], s["lp_rows"], s["lp_tokens"], SHAPES[args.shape]["hidden"])
 
     device = "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
@@ -234,7 +251,10 @@ def main(argv=None):
         params = build_model(model_dir, args.shape)
         write_prompts(data_file, 64)
         ours = {loss: run_ours(loss, model_dir, data_file, os.path.join(tmp, loss), s, args.sampler)
-                for loss in ("grpo", "apo")}
+                for loss in LOSSES}
+        recipe = None
+        if args.default_recipe:
+            recipe = run_default_recipe(model_dir, data_file, os.path.join(tmp, "recipe"))
         common = ["--shape", args.shape, "--steps", str(s["steps"]), "--tokens", str(s["tokens"]),
                   "--lp-tokens", str(s["lp_tokens"])]  # workers see the same settings
         trl_result = None
@@ -246,12 +266,14 @@ def main(argv=None):
                 trl_result = _worker_json(common + ["--worker", "trl", model_dir, data_file])
             except ImportError:
                 print("trl: skipped: TRL is not installed (pip install -r requirements-trl.txt)")
-        sampler = _worker_json(common + ["--worker", "sampler", model_dir])
+        sampler = {b: _worker_json(common + ["--worker", "sampler", model_dir, str(b)])
+                   for b in s["sampler_batches"]}
         shape_args = common + ["--worker", "logprob"]
         logprob = {"naive_mb": _worker_json(shape_args + ["naive"])["peak_mb"],
                    "lean_mb": _worker_json(shape_args + ["lean"])["peak_mb"]}
     result = {"device": device, "shape": args.shape, "params": params, "settings": s, "ours": ours,
-              "trl": trl_result, "sampler": sampler, "logprob_peak": logprob, "seconds": time.time() - t0}
+              "trl": trl_result, "sampler": sampler, "logprob_peak": logprob, "default_recipe": recipe,
+              "seconds": time.time() - t0}
     print_report(result)
     if args.json:
         with open(args.json, "w") as f:
@@ -268,13 +290,19 @@ def print_report(r):
               + f"{m['tok_per_s']:>9.0f}{m['peak_mb']:>9.0f}")
     if r["trl"]:
         print(f"{'trl grpo':<10}{r['trl']['step_s']:>9.2f}{'':>45}{r['trl']['peak_mb']:>9.0f}")
-    g, a = r["ours"]["grpo"], r["ours"]["apo"]
-    print(f"apo vs grpo: step time {a['step_s'] / g['step_s'] - 1:+.1%}, peak memory "
-          f"{a['peak_mb'] / g['peak_mb'] - 1:+.1%}")
-    sp = r["sampler"]
-    print(f"sampling, batch {r['settings']['sampler_batch']}: generate {sp['hf']['tok_per_s']:.0f} tok/s "
-          f"({sp['hf']['ms_per_step']:.1f} ms/step), static sampler {sp['static']['tok_per_s']:.0f} tok/s "
-          f"({sp['static']['ms_per_step']:.1f} ms/step): {sp['speedup']:.2f}x")
+    for base in ("grpo", "grpo_kl"):
+        g, a = r["ours"][base], r["ours"]["apo"]
+        print(f"apo vs {base}: step time {a['step_s'] / g['step_s'] - 1:+.1%}, peak memory "
+              f"{a['peak_mb'] / g['peak_mb'] - 1:+.1%}")
+    for batch, sp in r["sampler"].items():
+        print(f"sampling, batch {batch}: generate {sp['hf']['tok_per_s']:.0f} tok/s "
+              f"({sp['hf']['ms_per_step']:.1f} ms/step), static sampler {sp['static']['tok_per_s']:.0f} "
+              f"tok/s ({sp['static']['ms_per_step']:.1f} ms/step): {sp['speedup']:.2f}x")
+    if r["default_recipe"]:
+        d = r["default_recipe"]
+        print(f"default recipe, one step: {d['step_s']:.1f} s (gen {d['gen_s']:.1f}, ref {d['ref_s']:.1f}, "
+              f"loss {d['loss_s']:.1f}, opt {d['opt_s']:.1f}), {d['tokens']} completion tokens, peak "
+              f"{d['peak_mb']:.0f} MB\n  {d['estimate']}")
     lp = r["logprob_peak"]
     print(f"log-prob path, forward+backward at V={QWEN_VOCAB}: naive float32 {lp['naive_mb']:.0f} MB, "
           f"lean {lp['lean_mb']:.0f} MB ({lp['lean_mb'] / lp['naive_mb']:.0%} of naive)")

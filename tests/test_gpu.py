@@ -39,6 +39,25 @@ def test_cuda_graph_sampler_token_statistics(random_model_dir):
     assert tv < 0.06
 
 
+def test_cuda_graph_sampler_under_bf16_autocast_with_float32_weights(random_model_dir):
+    """train.py's real GPU configuration: float32 master weights, bf16 autocast, CUDA graph. The first
+    sampled token's frequencies match the policy's own (autocast) distribution."""
+    model, tok = rollout.load_model_and_tokenizer(random_model_dir, dtype="float32")
+    enc = tok([rollout.format_prompt(tok, "What is 2 + 3?")] * 4000, return_tensors="pt",
+              add_special_tokens=False).to("cuda")
+    cfg = rollout.sampling_config(model, tok, max_new_tokens=3)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        got = fast_sampler.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg,
+                                           use_graph=True)
+        logits = model(**{k: v[:1] for k, v in enc.items()}).logits[0, -1]
+    assert got.shape == (4000, 3) and next(model.parameters()).dtype == torch.float32
+    probs = torch.softmax(logits.float(), -1)
+    freq = torch.bincount(got[:, 0], minlength=probs.numel()).float() / got.shape[0]
+    order = probs.argsort(descending=True)
+    tv = 0.5 * (freq[order].view(8, -1).sum(1) - probs[order].detach().view(8, -1).sum(1)).abs().sum()
+    assert tv < 0.06
+
+
 def test_bf16_training_steps_on_gpu(random_model_dir, toy_problems_file, tmp_path):
     out = tmp_path / "run"
     train.main(["--model", random_model_dir, "--dataset", toy_problems_file, "--out", str(out),
