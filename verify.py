@@ -1,38 +1,47 @@
-"""The reward: pull the final answer out of a completion and check it against the reference.
+"""The reward: find the final answer in a completion and check it against the reference.
 
-APO (APO_SPEC.md §1) trains on a binary verifiable reward R_i in {0, 1}: 1 when the final
-answer of completion i is mathematically equivalent to the reference answer. This file is only
-that check; nothing in it knows about models or tensors.
+APO (METHOD.md §1) trains on a binary verifiable reward R_i in {0, 1}: 1 when the final answer of
+completion i is mathematically equivalent to the reference answer. This file is only that check (it
+is also the evaluation grader); nothing in it knows about models or tensors.
 
-    extract_answer(text)       the last \\boxed{...} (or \\fbox{...}, or \\boxed 5), else
-                               the text after the last "answer is", else None
+    extract_answer(text)       the final answer as a string, or None: the string that is graded
     is_equivalent(pred, gold)  a normalised-string fast path, then math_verify (sympy)
-    reward(completion, gold)   1.0 or 0.0
+    reward(completion, gold)   is_equivalent(extract_answer(completion), gold) as 1.0 or 0.0
 
 Run it:  python verify.py "So the total is \\boxed{\\dfrac{1}{2}}." "0.5"
-         python -m doctest verify.py -v
+         python dev/grader_compare.py   (accuracy against plain math_verify on public graders' tests)
 
-Every public function returns a value on any input (None, bytes, 10 MB of garbage) and spends
-at most `TIME_LIMIT_S` on one check, from the main thread, another thread or a worker process.
+Every public function returns a value on any input (None, bytes, 10 MB of garbage); a comparison
+spends at most `TIME_LIMIT_S` of CPU time, from the main thread, another thread or a worker process.
 
-Departures (from math_verify's own usage and from common graders)
------------------------------------------------------------------
-1. We extract the answer ourselves and hand math_verify only that answer, wrapped in
-   \\boxed{}, never the whole completion: math_verify.parse searches free text with its own
-   priorities and fallbacks (any $...$, any bare number), so the answer it grades could differ
-   from the one `extract_answer` reports and a learner sees in the logs.
-2. One time limit covers the whole check (two parses and the comparison) instead of
-   math_verify's per-step whole-second alarms, which raise in any thread but the main one.
-   Main thread: our own SIGALRM timer. Any other thread: the check runs in a forked child
-   that is killed at the limit (~20 ms of fork overhead per check with torch loaded).
-   Without fork and SIGALRM (Windows) the check runs without a limit.
-3. Answers that make sympy build astronomically large numbers (10^{10^{10}}, (10!)!, 5000
-   digits, 5000 nested brackets) are compared by normalised string only. Without this guard
-   they would each burn the whole time limit, and big-integer arithmetic in C cannot be
-   interrupted by the alarm until it returns. Legitimate towers such as e^{x^2} lose the
-   sympy check too; they still match an identically written gold.
-4. Units, degrees, %, $ and thousands separators are dropped before the string comparison,
-   so "50\\%" matches "50" and "1,000 dollars" matches "1000" (the MATH-benchmark convention).
+Which answer is graded: what math_verify's own patterns find, in their order, except for boxes:
+"The final answer is X. I hope it is correct."; then the later of the last box and the last "final
+answer ... is X"; then "Answer: X" or "answer ... X"; then the last $...$, \\(...\\), \\[...\\] or
+number. A completion cut off inside its last box has no answer. Several answers: boxes with only
+connectors between them (",", "and", "or", \\quad, \\text{and}, $, a label such as "y_2 =") are one
+answer, contents joined by ", ", as math_verify joins "$1$, $2$ and $3$". A comma list is a set (MATH
+asks to "enter all the solutions, separated by commas"): "3, 2" equals "2, 3", while (2, 1) stays an
+ordered pair and [0, 1) an interval. Boxes with other words between them ("\\boxed{3}, then
+\\boxed{5}") are a correction: the last counts. A hedge, "\\boxed{3} or \\boxed{4}", is the set {3, 4}.
+
+Departures from plain math_verify, each kept because it grades better (dev/grader_compare.py)
+1. The final statement, not every box: math_verify merges all the boxes of a text into one set, so
+   a corrected "\\boxed{3}. Wait, no: \\boxed{4}" is {3, 4} there and 4 here.
+2. math_verify sees only the extracted answer, in \\boxed{}, so the logged answer is the graded one.
+   Its patterns search the last MAX_TAIL_CHARS characters (their cost grows with the square of the
+   length); boxes are found in the whole text, in linear time.
+3. A normalised-string fast path runs first, with the MATH conventions: "1 000" and "1\\,000" are
+   1000 (math_verify: 1·000 = 0); "10 weeks", "5\\operatorname{cm}" are 10, 5 (math_verify: 10·w·e·e·k·s,
+   unparsed); "2\\frac{1}{2}", "7 3/4" are mixed numbers (math_verify: 2·1/2 = 1); "32, 349" is a list.
+4. One CPU-time limit for the comparison, not math_verify's wall-clock alarms (which raise outside
+   the main thread). Main thread: a SIGALRM timer that re-arms until the thread has used its CPU
+   budget, then puts the caller's own SIGALRM handler and timer back. Other threads: a forked child
+   (~15 ms with torch loaded). sympy's first-call costs (~0.5 s) are paid once per process before any
+   fork (`_warm_up`): a loaded machine makes a check slower, never a right answer 0. WALL_LIMIT_S is
+   the backstop. Without fork and SIGALRM (Windows) there is no limit.
+5. Answers that would make sympy build astronomically large numbers (10^{10^{10}}, (10!)!, 5000
+   digits, deep nesting) are compared as normalised strings only: C big-integer arithmetic cannot
+   be interrupted. Legitimate towers such as e^{x^2} lose the sympy check too.
 """
 
 import argparse
@@ -42,194 +51,263 @@ import re
 import select
 import signal
 import threading
+import time
 from fractions import Fraction
 
-from math_verify import parse, verify
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+from math_verify.parser import get_extraction_regexes
 
-TIME_LIMIT_S = 2.0  # real answers check in < 0.25 s; a stuck check costs at most this much
+TIME_LIMIT_S = 2.0  # CPU seconds for one comparison; warm checks of real answers take < 0.3 s
+WALL_LIMIT_S = 20.0  # backstop: a comparison starved of CPU by other processes, or stuck
+MIN_ALARM_S = 0.01  # the shortest re-armed alarm: the CPU limit is kept to within this
 FORK_GRACE_S = 1.0  # extra wait for a forked child to start and report before we kill it
 MAX_ANSWER_CHARS = 1000  # longer "answers" are rambling, not answers: reward 0 at once
+MAX_TAIL_CHARS = 4000  # math_verify's patterns search this much of the end (worst case ~0.12 s)
+MAX_GAP_CHARS = 60  # the longest connector between two boxes of one answer
 MAX_NESTING = 50  # deeper (([{ nesting only appears in garbage; sympy recursion is slow
-MAX_DIGITS = 100  # longer digit runs: string comparison only (departure 3)
+MAX_DIGITS = 100  # longer digit runs: string comparison only (departure 5)
 MAX_EXPONENT_DIGITS = 4  # 2^{2024} is a real competition answer; 9^{99999999} is not
-UNITS = (
-    "units?", "square units", "cm", "mm", "km", "meters?", "metres?", "inches", "inch",
-    "feet", "foot", "ft", "yards?", "miles?", "mph", "degrees?", "dollars?", "cents?",
-    "hours?", "minutes?", "seconds?", "days?", "weeks?", "years?", "kg", "grams?", "pounds?",
-)  # fmt: skip
+BOX_PRIORITY = 50  # math_verify's rank for a box: with "final answer ... is", after "... I hope"
+UNITS = ("units?", "square units", "cm", "mm", "km", "meters?", "metres?", "inches", "inch", "feet", "foot",
+         "ft", "yards?", "miles?", "mph", "degrees?", "dollars?", "cents?", "hours?", "minutes?", "seconds?",
+         "days?", "weeks?", "years?", "kg", "grams?", "pounds?")  # fmt: skip
+WRAPPERS = "text|textnormal|textrm|textit|textbf|textsf|texttt|mbox|hbox|mathrm|mathit|mathbf|operatorname"
+WARM_UP = [  # (pred, gold): one answer of each kind, so sympy imports and caches what they use
+    ("x^2+2x+1", "(x+1)^2"), (r"\frac{1}{2}", "0.5"), (r"2\sqrt{3}+\pi", r"\sqrt{12}+\pi"), ("x=3", "3"),
+    ("(0,1]", "[0,1)"), (r"\{1,2\}", "2, 1"), ("(1, 2)", "(2, 1)"), (r"50\%", "0.5"), ("1+2i", "i(2-i)"),
+    (r"\sin^2 x+\cos^2 x", "1"), (r"x\le 3", r"(-\infty, 3]"), (r"\begin{pmatrix}1\\2\end{pmatrix}", "(1,2)")]
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _TOKEN_RE = re.compile(r"\\?[^\s${}\\]+")  # the argument of "\boxed 5": one token
-_ANSWER_IS_RE = re.compile(r"answer\s*(?:is\b|:)\s*:?", re.IGNORECASE)
-_TEXT_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\s*\{([^{}]*)\}")
-# A unit at the very end, bare or in \text{}; the lookbehind keeps "ecm" or "x_cm" intact.
-_UNITS_RE = re.compile(
-    r"(?<=[\d\s}])(?:\\(?:text|mbox|mathrm)\s*\{\s*)?(?:sq\.?\s*|square\s+)?(?:"
-    + "|".join(UNITS) + r")(?:\^\{?[23]\}?)?\s*\}?\s*\.?\s*$"
+_SPACES_RE = re.compile(r"\s*")
+_BRACE_RE = re.compile(r"\\.|[{}]", re.DOTALL)
+_GAP_RE = re.compile(  # what may stand between two boxes of one answer: \text{ for part (a) and }, "y_2 ="
+    r"(?:\s|[,;&~]|\$|\\[()\[\]]|\\(?:q?quad|[,;:! ])|\b(?:and|or)\b|[A-Za-z]\w*(?:_\{?\w+\}?)?\s*="
+    r"|\\(?:" + WRAPPERS + r")\s*\{(?:[\s,;]*|[^{}\n]{0,25}\b(?:and|or)\b[^{}\n]{0,25})\})*"
 )  # fmt: skip
-_DROP_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\\?%|\\?\$|\\[,;!: ]|~|\s+")
-_THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_WRAPPED_RE = re.compile(r"\\(?:" + WRAPPERS + r")\s*\{([^{}]*)\}")
+_UNITS_RE = re.compile(  # a unit at the very end; the lookbehind keeps "ecm" or "x_cm" intact
+    r"(?<=[\d\s}])(?:sq\.?\s*|square\s+)?(?:" + "|".join(UNITS) + r")(?:\^\{?[23]\}?)?\s*\.?\s*$"
+)
+_THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:(?:,|\{,\}|,\\!|\\,|\\ |~| )\d{3})+(?:\.\d+)?")  # 1,000 1\,000
+# Dropped from the key; a space between two digits stays ("1 2" is not 12).
+_DROP_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\\?%|\\?\$|\\[,;!: ]|~|(?<!\d)\s+|\s+(?!\d)")
 _DECIMAL_RE = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:/\d+)?")
 _FRAC_RE = re.compile(r"(-?)\\frac\{(-?\d+)\}\{(\d+)\}")
-_HUGE_RE = re.compile(  # departure 3: each alternative is one way to ask for a giant number
-    "|".join([
-        r"\d{%d}" % (MAX_DIGITS + 1),  # a very long literal
-        r"(?:\^|\*\*)\s*\{?\s*[-+]?\d{%d}" % (MAX_EXPONENT_DIGITS + 1),  # 9^{99999999}
-        r"\^\s*\{[^{}]*\^",  # a tower: 10^{10^{10}}
-        r"\^\s*(?:\{[^{}]*\}|\\[a-zA-Z]+|\w)\s*\^",  # a tower: 2^3^4 (but x^2y^2 is fine)
-        r"\*\*\s*[\w.]+\s*\*\*",  # a tower in Python syntax: 10**10**10
-        r"\d{5,}\s*[)}]*\s*!|!\s*[)}]*\s*!",  # 12345!, or a factorial of one: (10!)!
-    ])
-)  # fmt: skip
+_BARE_FRAC_RE = re.compile(r"\\frac\s*(?:\{(\d+)\}|(\d))\s*(?:\{(\d+)\}|(\d))")  # \frac12, \frac1{72}
+_MIXED_RE = re.compile(r"(-?)(\d+) ?(?:(\d+)/(\d+)|\\frac\{(\d+)\}\{(\d+)\})")  # 7 3/4, 2\frac{1}{2}
+_MATH_ENV_RE = re.compile(r"\$\$?([^$]*)\$?\$|\\\((.*)\\\)|\\\[(.*)\\\]", re.DOTALL)
+_HUGE_RE = re.compile("|".join([  # departure 5: each alternative is one way to ask for a giant number
+    r"\d{%d}" % (MAX_DIGITS + 1),  # a very long literal
+    r"(?:\^|\*\*)\s*\{?\s*[-+]?\d{%d}" % (MAX_EXPONENT_DIGITS + 1),  # 9^{99999999}
+    r"\^\s*(?:\{[^{}]*\}|\\[a-zA-Z]+|\w)\s*\^",  # a tower: 2^3^4 (but x^2y^2 is fine)
+    r"\*\*\s*[\w.]+\s*\*\*",  # a tower in Python syntax: 10**10**10
+    r"\d{5,}\s*[)}]*\s*!|!\s*[)}]*\s*!",  # 12345!, or a factorial of one: (10!)!
+]))  # fmt: skip
 
-# math_verify warns once that its own timeouts are off; ours replace them (departure 2).
+# math_verify warns once that its own timeouts are off; ours replace them (departure 4).
 logging.getLogger("math_verify").setLevel(logging.ERROR)
+_warm_lock = threading.Lock()
+_warm = False
+
+
+def _answer_patterns() -> list[tuple[int, list[re.Pattern]]]:
+    """math_verify's answer patterns but its box ones, as [(priority, patterns)], first first."""
+    by_priority = {BOX_PRIORITY: []}
+    configs = [LatexExtractionConfig(boxed_match_priority=-1), ExprExtractionConfig()]
+    for patterns, _ in get_extraction_regexes(configs):
+        for pattern, priority in patterns:
+            by_priority.setdefault(priority, []).append(pattern)
+    return sorted(by_priority.items())
+
+
+_PATTERNS = _answer_patterns()
 
 
 class _TimeUp(BaseException):
-    """Raised by our SIGALRM handler. A BaseException, so math_verify's and sympy's
-    `except Exception` blocks cannot swallow it and carry on past the deadline."""
-
-
-def _raise_time_up(signum, frame):
-    raise _TimeUp
+    """Raised at the time limit: a BaseException, which sympy's `except Exception` cannot swallow."""
 
 
 def _as_text(x) -> str | None:
     """Strings as they are, ints and floats as their decimal text (a gold of 12), else None."""
-    if isinstance(x, str):
-        return x
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
-        return str(x)
-    return None
+    number = isinstance(x, (int, float)) and not isinstance(x, bool)
+    return x if isinstance(x, str) else str(x) if number else None
 
 
-def _braced(text: str, start: int) -> str | None:
-    """The content of the {...} group opening at text[start], or None if it never closes."""
-    depth, i = 0, start
-    while i < len(text):
-        c = text[i]
-        if c == "\\":  # \{ and \} are literal braces (sets), not grouping
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i]
-        i += 1
-    return None
-
-
-def _last_match(pattern: re.Pattern, text: str) -> re.Match | None:
-    last = None
-    for last in pattern.finditer(text):  # one linear pass, even over megabytes
-        pass
-    return last
-
-
-def _last_box(text: str) -> str | None:
-    """Content of the last \\boxed / \\fbox; None if there is none or it is broken or empty."""
-    last = _last_match(_BOX_RE, text)
-    if last is None:
-        return None
-    i = last.end()
-    while i < len(text) and text[i].isspace():
-        i += 1
-    if i < len(text) and text[i] == "{":
-        content = _braced(text, i)
-    elif i > last.end():  # "\boxed 5": TeX takes one token as the argument
+def _box_at(text: str, box: re.Match) -> tuple[str, int] | None:
+    """(content, end) of the box whose command `box` matched; None if it does not close in time."""
+    i = _SPACES_RE.match(text, box.end()).end()
+    if i < len(text) and text[i] != "{":  # "\boxed 5": TeX takes one token as the argument
         token = _TOKEN_RE.match(text, i)
-        content = token.group().rstrip(".") if token else None
-    else:
-        content = None
-    return (content or "").strip() or None
+        return (token.group().rstrip("."), token.end()) if token else None
+    depth = 0
+    for brace in _BRACE_RE.finditer(text, i, i + MAX_ANSWER_CHARS + 2):  # bounded: 10 MB of "{" is fast
+        depth += {"{": 1, "}": -1}.get(brace.group(), 0)  # \{ and \} (a set's braces) do not count
+        if depth == 0:
+            return text[i + 1 : brace.start()], brace.end()
+    return None
 
 
-def _answer_is(text: str) -> str | None:
-    """What follows the last "answer is" / "answer:", up to the end of that sentence."""
-    last = _last_match(_ANSWER_IS_RE, text)
-    if last is None:
-        return None
-    line = text[last.end() :].split("\n", 1)[0]
-    line = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]  # "3.5" survives, "12. Then" not
-    line = line.strip().strip("*").strip()  # markdown **bold**
-    line = re.sub(r"^(?:\$+|\\\(|\\\[)|(?:\$+|\\\)|\\\])$", "", line).strip()
-    return line.rstrip(".").strip() or None
+def _final_boxes(text: str) -> tuple[str, int] | None:
+    """(answer, end) of the last box and the boxes chained to it by connectors only;
+    ("", -1) when the last box is cut off or empty, None when there is no box."""
+    last = None
+    for last in _BOX_RE.finditer(text):  # one linear pass, even over megabytes
+        pass
+    found = _box_at(text, last) if last else None
+    if last is None or found is None or not found[0].strip():
+        return None if last is None else ("", -1)
+    contents, start, end = [found[0].strip()], last.start(), found[1]
+    while True:  # walk back over the boxes joined to this one
+        prev = None
+        for prev in _BOX_RE.finditer(text, max(0, start - MAX_GAP_CHARS - MAX_ANSWER_CHARS - 10), start):
+            pass
+        found = _box_at(text, prev) if prev else None
+        if not (found and found[0].strip() and 0 <= start - found[1] <= MAX_GAP_CHARS
+                and _GAP_RE.fullmatch(text, found[1], start)):
+            break  # no box before, an empty one, one holding this one, too far, or words between
+        contents.insert(0, found[0].strip())
+        start = prev.start()
+    return ", ".join(contents), end
+
+
+def _match_answer(match: re.Match) -> str:
+    """The answer that a math_verify pattern matched, as a string."""
+    groups = {name: value for name, value in match.groupdict().items() if value}
+    parts = []
+    for prefix in ["first_"] + [f"next{i}_" for i in range(1, 6)]:  # "$1$, $2$ and $3$"
+        latex = next((v for k, v in groups.items() if k.startswith(prefix + "latex")), None)
+        if latex is not None:
+            boxed = _final_boxes(latex) if _BOX_RE.search(latex) else None
+            part = (boxed[0] if boxed else latex).strip()
+            parts.append(part + "\\%" if part and groups.get(prefix + "percent") else part)
+    if parts:
+        return ", ".join(part for part in parts if part)
+    if "expr" in groups:  # "2/3", "(9+1)"; not a trailing "." nor the "**" of markdown bold
+        expr = groups["expr"].strip().rstrip(".*+-/^×÷ ")
+        return expr.strip("()") if expr.count("(") != expr.count(")") else expr
+    integer = next((v for k, v in groups.items() if k.startswith("integer")), "")
+    decimal = next((v for k, v in groups.items() if k.startswith("decimal")), "")
+    digits = re.sub(r"\D", "", integer).lstrip("0") or "0"  # as math_verify reads it: "1 000" is 1000
+    number = ("-" if integer.startswith("-") else "") + digits + decimal.replace(",", ".")
+    return number + ("\\%" if groups.get("percent") else "")
+
+
+def _final_answer(text: str) -> str | None:
+    """Module docstring, "Which answer is graded": math_verify's order, our boxes, the text's tail."""
+    boxed = _final_boxes(text)
+    if boxed and boxed[1] < 0:
+        return None  # cut off inside the last box
+    offset = max(0, len(text) - MAX_TAIL_CHARS)
+    tail = text[offset:]
+    for priority, patterns in _PATTERNS:
+        candidates = [(m.end() + offset, offset - m.start(), m) for p in patterns for m in p.finditer(tail)]
+        if boxed and priority == BOX_PRIORITY:
+            candidates.append((boxed[1], 0, None))  # None: the box; it wins a tie
+        for _, _, match in sorted(candidates, key=lambda c: c[:2], reverse=True):  # the last one first
+            answer = boxed[0] if match is None else _match_answer(match)
+            if answer:
+                return answer
+    return None
 
 
 def _normalize(s: str) -> str:
     """A comparison key: equal keys mean equal answers; unequal keys prove nothing."""
     s = re.sub(r"\\(?:left|right)(?![a-zA-Z])", "", s)
-    s = re.sub(r"\\[dt]frac(?![a-zA-Z])", r"\\frac", s)
-    s = _TEXT_RE.sub(r"\1", s)
-    s = _UNITS_RE.sub("", s.strip())
-    s = _DROP_RE.sub("", s).replace("{,}", ",").rstrip(".")
-    if _THOUSANDS_RE.fullmatch(s):
-        s = s.replace(",", "")
-    return s
+    s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
+    s = _BARE_FRAC_RE.sub(lambda m: f"\\frac{{{m[1] or m[2]}}}{{{m[3] or m[4]}}}", s)
+    s = re.sub(r"\s+", " ", _WRAPPED_RE.sub(r" \1", s)).strip()  # "5\textnormal{ cm}": "5 cm"
+    s = _UNITS_RE.sub("", s).strip()
+    if _THOUSANDS_RE.fullmatch(s):  # while spaces are there: "1 000" is a number, "32, 349" a list
+        s = re.sub(r"[^\d.-]", "", s)
+    return _DROP_RE.sub("", s).replace("{,}", ",").rstrip(".")
 
 
 def _as_fraction(key: str) -> Fraction | None:
-    """A normalised key as an exact rational if it is a plain number: 0.5, 1/2, \\frac{1}{2}."""
+    """A normalised key as an exact rational if it is a plain number: 0.5, 1/2, \\frac{1}{2}, 7 3/4."""
     try:
         if _DECIMAL_RE.fullmatch(key):  # no "1e999999999": Fraction would build that number
             return Fraction(key)
         m = _FRAC_RE.fullmatch(key)
         if m:
             return Fraction(int(m[2]), int(m[3])) * (-1 if m[1] else 1)
+        m = _MIXED_RE.fullmatch(key)  # a mixed number, if its fraction is proper (departure 3)
+        if m and int(m[3] or m[5]) < int(m[4] or m[6]):
+            return (int(m[2]) + Fraction(int(m[3] or m[5]), int(m[4] or m[6]))) * (-1 if m[1] else 1)
     except (ValueError, ZeroDivisionError):
         pass
     return None
 
 
-def _nesting_depth(s: str) -> int:
-    depth = deepest = 0
-    for c in s:
-        if c in "([{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c in ")]}":
-            depth = max(depth - 1, 0)
-    return deepest
-
-
 def _sympy_safe(s: str) -> bool:
-    """Departure 3: False where sympy would be asked to build an astronomically large number."""
-    return _nesting_depth(s) <= MAX_NESTING and not _HUGE_RE.search(s)
+    """Departure 5: False where sympy would be asked to build an astronomically large number: deep
+    nesting, a ^ inside an exponent's braces (10^{10^{10}}, 2^{\\frac{1}{2^{1000}}}), or _HUGE_RE."""
+    depth = deepest = open_exponents = 0
+    braces, previous = [], ""  # braces: one flag per open "{", True if it opens an exponent
+    for c in s:
+        if c == "{":
+            braces.append(previous == "^")
+            open_exponents += braces[-1]
+        elif c == "}" and braces:
+            open_exponents -= braces.pop()
+        elif c == "^" and open_exponents:
+            return False
+        depth = depth + 1 if c in "([{" else max(depth - 1, 0) if c in ")]}" else depth
+        deepest, previous = max(deepest, depth), c if not c.isspace() else previous
+    return deepest <= MAX_NESTING and not _HUGE_RE.search(s)
 
 
 def _sympy_equal(pred: str, gold: str) -> bool:
     """math_verify on the two answers; its timeouts are off because ours wrap this call."""
-    gold_parsed = parse("\\boxed{" + gold + "}", parsing_timeout=None)
-    pred_parsed = parse("\\boxed{" + pred + "}", parsing_timeout=None)
-    if not gold_parsed or not pred_parsed:
-        return False
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))  # gold first
+    gold_parsed, pred_parsed = (parse("\\boxed{" + s + "}", parsing_timeout=None) for s in (gold, pred))
+    return bool(gold_parsed and pred_parsed and verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+def _warm_up():
+    """sympy's first-call costs, paid once per process outside any limit: children fork warm."""
+    global _warm
+    with _warm_lock:
+        if not _warm:
+            for pred, gold in WARM_UP:
+                try:
+                    _sympy_equal(pred, gold)
+                except Exception:  # a warm-up that fails must not fail the check that called it
+                    pass
+            _warm = True
 
 
 def _with_alarm(fn, args, limit_s: float) -> bool:
-    """fn(*args) in the main thread, interrupted by SIGALRM after limit_s seconds."""
-    old_handler = signal.signal(signal.SIGALRM, _raise_time_up)
+    """fn(*args) in the main thread, stopped once this thread has used limit_s of CPU time. CPU time
+    never runs faster than the clock, so the alarm is set to the CPU budget left and set again when
+    it rings early (waiting for a busy CPU does not count): a check that ends in time sees none."""
+    cpu_start, wall_start = time.thread_time(), time.monotonic()
+
+    def ring(signum, frame):
+        left = min(limit_s - (time.thread_time() - cpu_start), WALL_LIMIT_S - (time.monotonic() - wall_start))
+        if left <= 0:
+            raise _TimeUp
+        signal.setitimer(signal.ITIMER_REAL, max(left, MIN_ALARM_S))
+
+    old_handler = signal.signal(signal.SIGALRM, ring)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, min(limit_s, WALL_LIMIT_S))
     try:
-        signal.setitimer(signal.ITIMER_REAL, limit_s)
         try:
             return bool(fn(*args))
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+            (lambda: None)()  # entering Python code runs the handler of a last ring: `ring`, not the caller's
     except _TimeUp:  # also when the alarm lands inside the finally above
         return False
     finally:
         signal.signal(signal.SIGALRM, old_handler)
+        if old_delay > 0:  # the caller's own timer, delayed by at most this check
+            left = old_delay - (time.monotonic() - wall_start)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), old_interval)
 
 
 def _in_child(fn, args, limit_s: float) -> bool:
-    """fn(*args) in a forked child, killed if it has not answered after limit_s.
-
-    The forking thread becomes the child's main thread, so the child can use SIGALRM too;
-    os.fork (not multiprocessing) also works inside a daemonic Pool worker.
-    """
+    """fn(*args) in a forked child, killed if it has not answered within WALL_LIMIT_S. The forking
+    thread is the child's main thread (SIGALRM works there); os.fork works in a daemonic Pool worker."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: always leave through os._exit, never back into the caller's code
@@ -241,7 +319,7 @@ def _in_child(fn, args, limit_s: float) -> bool:
     os.close(write_fd)
     ready = []
     try:
-        ready, _, _ = select.select([read_fd], [], [], limit_s + FORK_GRACE_S)
+        ready, _, _ = select.select([read_fd], [], [], WALL_LIMIT_S + FORK_GRACE_S)
         return bool(ready) and os.read(read_fd, 1) == b"1"
     finally:
         os.close(read_fd)
@@ -250,29 +328,18 @@ def _in_child(fn, args, limit_s: float) -> bool:
         os.waitpid(pid, 0)
 
 
-def _time_limited(fn, args, limit_s: float) -> bool:
-    if not (hasattr(signal, "setitimer") and hasattr(os, "fork")):
-        return bool(fn(*args))  # departure 2: no way to interrupt here
-    if threading.current_thread() is threading.main_thread():
-        return _with_alarm(fn, args, limit_s)
-    return _in_child(fn, args, limit_s)
-
-
 def extract_answer(text) -> str | None:
-    """The final answer in a completion, or None.
+    """The final answer in a completion, or None; `reward` grades exactly this string.
 
-    >>> extract_answer(r"First \\boxed{3}, no wait: \\boxed{\\frac{1}{2}}.")
-    '\\\\frac{1}{2}'
-    >>> extract_answer("so x = 4. The final answer is 12.")
-    '12'
+    >>> extract_answer(r"The roots are \\boxed{-2} and \\boxed{1}.")
+    '-2, 1'
     >>> extract_answer(r"\\boxed{12") is None  # cut off mid-box: no answer
     True
     """
     try:
         text = _as_text(text)
-        if not text:
-            return None
-        return _last_box(text) or _answer_is(text)
+        answer = _final_answer(text) if text else None
+        return answer if answer and len(answer) <= MAX_ANSWER_CHARS else None
     except Exception:  # a bug here must cost one reward, not the training run
         return None
 
@@ -281,7 +348,7 @@ def is_equivalent(pred, gold, timeout_s: float = TIME_LIMIT_S) -> bool:
     """True when the predicted answer equals the gold answer (pred first, unlike math_verify).
 
     Cheapest test first: equal normalised strings, then exact rationals, then sympy through
-    math_verify under a `timeout_s` limit. Anything unparseable or too slow counts as False.
+    math_verify under a `timeout_s` CPU-time limit. Unparseable or too slow: False.
 
     >>> is_equivalent("0.5", r"\\dfrac{1}{2}"), is_equivalent("(0,1]", "[0,1]")
     (True, False)
@@ -290,7 +357,8 @@ def is_equivalent(pred, gold, timeout_s: float = TIME_LIMIT_S) -> bool:
         pred, gold = _as_text(pred), _as_text(gold)
         if pred is None or gold is None:
             return False
-        pred, gold = pred.strip(), gold.strip()
+        pred, gold = [next(g for g in m.groups() if g is not None).strip() if m else s  # "$x$" is "x"
+                      for s in (pred.strip(), gold.strip()) for m in [_MATH_ENV_RE.fullmatch(s)]]
         if not pred or not gold or max(len(pred), len(gold)) > MAX_ANSWER_CHARS:
             return False
         pred_key, gold_key = _normalize(pred), _normalize(gold)
@@ -304,8 +372,11 @@ def is_equivalent(pred, gold, timeout_s: float = TIME_LIMIT_S) -> bool:
                 return False  # exact rationals that differ; decimals go on to sympy's rounding
         if not (_sympy_safe(pred) and _sympy_safe(gold)):
             return False
-        args = (_UNITS_RE.sub("", pred) or pred, _UNITS_RE.sub("", gold) or gold)
-        return _time_limited(_sympy_equal, args, timeout_s)
+        if not (hasattr(signal, "setitimer") and hasattr(os, "fork")):
+            return _sympy_equal(pred, gold)  # departure 4: no way to interrupt here
+        _warm_up()
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        return (_with_alarm if in_main_thread else _in_child)(_sympy_equal, (pred, gold), timeout_s)
     except (Exception, _TimeUp):
         return False
 
