@@ -1,52 +1,213 @@
-"""A training run's folder: atomic checkpoints, the newest complete one, RNG state for resume.
+"""A training run's folder: one run at a time, atomic checkpoints, a safe and exact resume.
 
-Used by train.py only. Layout of `--out`:
+Used by train.py (and by eval.py for its --out check). Layout of `--out`:
+    .lock                  held (flock) by the run writing here; holds its pid
     config.json            the resolved config of the run
     metrics.jsonl          one JSON object per step (keys in README "Metrics")
+    curves.png             the metrics drawn by curves.py, refreshed at every checkpoint
     checkpoint-STEP/       save_pretrained model + tokenizer, and trainer_state.pt
     final/                 save_pretrained model + tokenizer after the last step
 
-Guarantees: a checkpoint is written under `NAME.tmp` and renamed into place, so a crash never
-leaves a half-written checkpoint; old checkpoints are deleted only after the new one is in
-place. Resuming from checkpoint-STEP gives the same weights as a run that never stopped
+Guarantees (tests/test_checkpoints.py, tests/test_robustness.py):
+1. One run per folder: `claim_out` takes an exclusive lock on OUT/.lock for the run's lifetime;
+   a second run is refused with one sentence. A fresh run refuses a folder that already holds
+   checkpoints or a final model unless --overwrite says to clear them (rotation would otherwise
+   count an older, longer run's checkpoints as the newest and delete the new ones).
+2. A checkpoint is written under NAME.tmp and renamed into place, so a crash (kill -9, a full
+   disk) never leaves a half-written checkpoint and never touches the previous one; old
+   checkpoints are deleted only after the new one is in place, and only older ones.
+3. Nothing non-finite is saved: `require_finite` stops a step whose loss or gradient norm is
+   NaN/inf before the optimizer step, and every save first checks that the weights are finite.
+4. trainer_state.pt is read with `torch.load(weights_only=True)`: tensors and plain containers
+   only, so a planted pickle cannot run code. The optimizer state and the RNG states (uint8
+   tensors) load this way.
+5. Resume picks the newest checkpoint whose weights and trainer_state.pt read completely; a newer
+   truncated one is renamed checkpoint-STEP.incomplete (kept for a person to look at, invisible
+   to rotation) and the run says so. metrics.jsonl loses its lines past the checkpoint's step.
+   Settings that define the run cannot change on --resume (RESUME_FIXED, check_resume_config);
+   lr and weight decay can, and are written into the optimizer (apply_optimizer_settings).
+Resuming from checkpoint-STEP gives the same weights as a run that never stopped
 (tests/test_train.py): the optimizer state, the step and every RNG state are saved.
 
-Departures: none (the paper does not describe its checkpointing).
+Departures: none (the paper, METHOD.md, does not describe checkpointing).
 """
 
+import json
+import math
 import os
+import pickle
+import re
 import shutil
 
 import torch
 
+try:  # Unix; elsewhere a run folder is not locked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
 STATE_FILE = "trainer_state.pt"  # optimizer, step, RNG states and config, beside the weights
+LOCK_FILE = ".lock"
+FINAL = "final"
+CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")  # the whole name: checkpoint-30-backup is not step 30
+# What --overwrite clears; other files in --out are left alone.
+RUN_OUTPUTS = ("metrics.jsonl", "config.json", "curves.png", FINAL, FINAL + ".tmp")
+# Settings that define the run: its objective, data, data order and sampling. A resumed run that
+# changed one would be a different experiment under the old run's name.
+RESUME_FIXED = ("model", "dataset", "split", "levels", "max_prompt_tokens", "loss", "beta", "lam", "top_k",
+                "kl_coef", "clip_low", "clip_high", "agg", "no_std", "group_size", "prompts_per_step",
+                "max_new_tokens", "temperature", "top_p", "seed", "dtype")
+RESUME_APPLIED = ("lr", "weight_decay")  # AdamW hyper-parameters, set in the loaded param groups
+# Everything else (steps, save/eval/sample cadence, memory and speed knobs, max_grad_norm, read at
+# every step) may change; a change of gen_batch_size or sampler changes the random draws, so the
+# resumed run is then no longer bit-equal to one that never stopped.
+
+
+class RunError(RuntimeError):
+    """A run folder or checkpoint that cannot be used; the message is one sentence saying what to do."""
+
+
+class SaveError(RunError):
+    """A save failed (full disk, read-only folder); the previous checkpoints are untouched."""
+
+
+class NonFiniteError(RunError):
+    """A loss, gradient norm or weight is NaN or inf; nothing was stepped or saved."""
+
+
+class UnsafeCheckpoint(RunError):
+    """trainer_state.pt holds Python objects that could run code when loaded."""
+
+
+class IncompleteCheckpoint(RunError):
+    """A checkpoint folder whose weights or trainer_state.pt are missing or truncated."""
+
+
+# ----------------------------------------------------------------------------- the folder
+
+def check_out_dir(out, flag="--out"):
+    """Create folder `out` (and its parents) or say in one sentence why it cannot be used."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise RunError(f"{flag} {out!r} is a file, not a folder; give a folder path")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise RunError(f"{flag} {out!r} lies below a file, not a folder; give another path") from None
+    except OSError as e:
+        raise RunError(f"cannot create {flag} {out!r} ({e.strerror}); give a writable folder") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RunError(f"{flag} {out!r} is not writable; give a writable folder")
+
+
+def claim_out(out, *, resume=False, overwrite=False):
+    """Create `out`, lock it for this run and check it may be written; returns the open lock file.
+
+    Keep the returned file open for the run's lifetime (`with checkpoints.claim_out(...):`);
+    closing it, or the process ending in any way, releases the lock.
+    """
+    if resume and overwrite:
+        raise RunError("give --resume (continue the run in --out) or --overwrite (start it again), not both")
+    check_out_dir(out)
+    try:
+        lock = open(os.path.join(out, LOCK_FILE), "a+")
+    except OSError as e:
+        raise RunError(f"--out {out!r} is not writable ({e.strerror}); give a writable folder") from None
+    if fcntl is not None:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            lock.close()
+            raise RunError(f"another run (pid {holder}) is writing to {out!r}; wait for it to finish "
+                           "or give another --out") from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    old = [d for d in os.listdir(out) if CHECKPOINT_NAME.fullmatch(d) or d == FINAL]
+    if old and not (resume or overwrite):
+        lock.close()
+        raise RunError(f"--out {out!r} already holds {', '.join(sorted(old)[:3])}; pass --resume to continue "
+                       "that run, --overwrite to delete it and start again, or another --out")
+    if overwrite:
+        for name in os.listdir(out):
+            if CHECKPOINT_NAME.fullmatch(re.sub(r"\.(tmp|old)$", "", name)) or name in RUN_OUTPUTS:
+                path = os.path.join(out, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+    return lock
 
 
 def checkpoint_steps(out):
-    """Steps of the checkpoint-STEP folders in `out`, oldest first."""
+    """Steps of the checkpoint-STEP folders in `out`, oldest first (other names are ignored).
+
+    >>> import tempfile; d = tempfile.mkdtemp()
+    >>> for name in ("checkpoint-30", "checkpoint-4", "checkpoint-30-backup", "checkpoint-5.tmp"):
+    ...     os.mkdir(os.path.join(d, name))
+    >>> checkpoint_steps(d)
+    [4, 30]
+    """
     if not os.path.isdir(out):
         return []
-    return sorted(int(d.split("-")[1]) for d in os.listdir(out)
-                  if d.startswith("checkpoint-") and d.split("-")[1].isdigit())
+    return sorted(int(m.group(1)) for d in os.listdir(out)
+                  if (m := CHECKPOINT_NAME.fullmatch(d)) and os.path.isdir(os.path.join(out, d)))
 
 
 def latest_checkpoint(out):
-    """(path, step) of the newest checkpoint in `out`, or (None, 0)."""
+    """(path, step) of the newest checkpoint-STEP folder, complete or not; train.py uses resume_point."""
     steps = checkpoint_steps(out)
     return (os.path.join(out, f"checkpoint-{steps[-1]}"), steps[-1]) if steps else (None, 0)
 
 
+# --------------------------------------------------------------------------------- saving
+
+def require_finite(step, **values):
+    """Stop (NonFiniteError) when any named value, such as the loss or grad_norm, is NaN or inf."""
+    bad = [f"{name} is {value}" for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise NonFiniteError(f"step {step}: {' and '.join(bad)}, so training stopped before the optimizer "
+                             "step and nothing was saved; lower --lr or --max-grad-norm and --resume")
+
+
+def require_finite_weights(model, what):
+    """NonFiniteError when a parameter of `model` holds NaN or inf; `what` names the save refused."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise NonFiniteError(f"the weights hold NaN or inf, so {what} was not saved and no checkpoint "
+                             "was deleted; lower --lr or --max-grad-norm and --resume")
+
+
 def save_atomic(path, model, tokenizer, state=None):
-    """Write to path.tmp, then rename: a crash mid-save never leaves a half checkpoint."""
+    """Write to path.tmp, then rename: a crash mid-save never leaves a half checkpoint, and a
+    failed save (SaveError) leaves no .tmp and every existing folder as it was."""
+    require_finite_weights(model, os.path.basename(path))
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if state is not None:
-        torch.save(state, os.path.join(tmp, STATE_FILE))
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if state is not None:
+            torch.save(state, os.path.join(tmp, STATE_FILE))
+    except Exception as e:  # a full disk raises OSError, or SafetensorError from the Rust writer
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SaveError(f"could not write {path} ({type(e).__name__}: {str(e)[:120]}); the earlier "
+                        "checkpoints are intact: free space and rerun with --resume") from None
+    _move_into_place(tmp, path)
+
+
+def _move_into_place(tmp, path):
+    """Rename tmp to path; an existing path is moved aside first and deleted only afterwards."""
+    old = path + ".old"
+    try:
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.exists(path):
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise SaveError(f"could not move {tmp} into place ({e.strerror}); the earlier checkpoints are "
+                        "intact: rerun with --resume") from None
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def rng_state():
@@ -61,13 +222,160 @@ def set_rng_state(state):
 
 
 def save_checkpoint(out, step, model, tokenizer, optimizer, config, keep):
-    """checkpoint-STEP with everything --resume needs; then keep only the newest `keep` (0: all)."""
+    """checkpoint-STEP with everything --resume needs; then keep only the newest `keep` (0: all).
+
+    Only checkpoints older than `step` are deleted, and only once the new one is in place.
+    """
     save_atomic(os.path.join(out, f"checkpoint-{step}"), model, tokenizer,
                 {"optimizer": optimizer.state_dict(), "step": step, "rng": rng_state(), "config": config})
-    for old in checkpoint_steps(out)[:-keep] if keep else []:  # only once the new one is in place
+    older = [s for s in checkpoint_steps(out) if s < step]
+    for old in older[:len(older) - (keep - 1)] if keep else []:
         shutil.rmtree(os.path.join(out, f"checkpoint-{old}"))
 
 
+def write_final_from(checkpoint, out):
+    """OUT/final/ as a copy of a checkpoint's model and tokenizer (for a run killed while saving final/)."""
+    final, tmp = os.path.join(out, FINAL), os.path.join(out, FINAL + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(checkpoint, tmp, ignore=shutil.ignore_patterns(STATE_FILE))
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SaveError(f"could not write {final} from {checkpoint} ({e}); free space and rerun") from None
+    _move_into_place(tmp, final)
+    print(f"wrote the missing {final} from {checkpoint}")
+
+
+# -------------------------------------------------------------------------------- resuming
+
 def load_state(checkpoint):
-    """trainer_state.pt of a checkpoint folder."""
-    return torch.load(os.path.join(checkpoint, STATE_FILE), weights_only=False)
+    """trainer_state.pt of a checkpoint folder, read with weights_only=True (no code can run).
+
+    UnsafeCheckpoint when the file holds other Python objects; IncompleteCheckpoint when it is
+    missing or truncated.
+    """
+    path = os.path.join(checkpoint, STATE_FILE)
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        raise UnsafeCheckpoint(f"{path} holds Python objects other than tensors and plain data, which "
+                               "could run code, so it was not loaded; delete that checkpoint if you did "
+                               "not write it") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
+        raise IncompleteCheckpoint(f"{STATE_FILE} is unreadable ({type(e).__name__})") from None
+    if not (isinstance(state, dict) and {"optimizer", "step", "rng"} <= state.keys()):
+        raise IncompleteCheckpoint(f"{STATE_FILE} lacks the optimizer, step or RNG state")
+    return state
+
+
+def check_weights(checkpoint):
+    """IncompleteCheckpoint unless config.json and every safetensors file read completely (header only)."""
+    from safetensors import SafetensorError, safe_open  # a dependency of transformers
+    if not os.path.isfile(os.path.join(checkpoint, "config.json")):
+        raise IncompleteCheckpoint("config.json is missing")
+    index = os.path.join(checkpoint, "model.safetensors.index.json")
+    try:
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    except FileNotFoundError:
+        files = ["model.safetensors"]
+    except (OSError, ValueError, KeyError):
+        raise IncompleteCheckpoint("model.safetensors.index.json is unreadable") from None
+    for name in files:
+        try:
+            with safe_open(os.path.join(checkpoint, name), "pt"):  # checks the file covers its header
+                pass
+        except (OSError, SafetensorError) as e:
+            raise IncompleteCheckpoint(f"{name} is missing or truncated ({type(e).__name__})") from None
+
+
+def find_resume_point(out, say=print):
+    """(path, step, state) of the newest checkpoint that loads completely, or (None, 0, None).
+
+    A newer checkpoint that does not load completely is renamed checkpoint-STEP.incomplete, so
+    rotation never keeps it in place of a good one, and `say` reports it. UnsafeCheckpoint
+    propagates: a state that would run code stops the run rather than being skipped quietly.
+    """
+    for step in reversed(checkpoint_steps(out)):
+        path = os.path.join(out, f"checkpoint-{step}")
+        try:
+            check_weights(path)
+            state = load_state(path)
+            if state["step"] != step:
+                raise IncompleteCheckpoint(f"{STATE_FILE} says step {state['step']}")
+            return path, step, state
+        except IncompleteCheckpoint as e:
+            aside = path + ".incomplete"
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(path, aside)
+            say(f"note: checkpoint-{step} is incomplete ({e}); moved it to {os.path.basename(aside)} and "
+                "looking at the one before")
+    return None, 0, None
+
+
+def resume_point(out, config, say=print):
+    """(checkpoint, step, state) for --resume, or (None, 0, None) when `out` holds none; RunError
+    when `config` (this command line, a dict) changes a RESUME_FIXED setting of the checkpoint's."""
+    ckpt, step, state = find_resume_point(out, say)
+    if ckpt is None:
+        say(f"note: --resume found no checkpoint in {out}; starting from step 0")
+        return None, 0, None
+    changes = check_resume_config(state.get("config", {}), config)
+    say(f"resuming from {ckpt}" + (f"; changed {', '.join(changes)}" if changes else ""))
+    return ckpt, step, state
+
+
+def trim_metrics(path, step):
+    """Keep the lines of metrics.jsonl up to `step` (a crash after logging, before saving, left
+    later ones that the resumed run writes again) and drop unreadable lines; returns how many went."""
+    if not os.path.isfile(path):
+        return 0
+    with open(path, errors="replace") as f:
+        lines = f.read().splitlines()
+    kept = [line + "\n" for line in lines if (s := _step_of(line)) is not None and s <= step]
+    if len(kept) < len(lines):
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+    return len(lines) - len(kept)
+
+
+def _step_of(line):
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row.get("step") if isinstance(row, dict) and isinstance(row.get("step"), int) else None
+
+
+def resume_conflicts(saved, new):
+    """The RESUME_FIXED settings that differ between a checkpoint's config and this run's, as
+    "--flag old -> new" strings (keys either config lacks are skipped).
+
+    >>> resume_conflicts({"loss": "apo", "lr": 1e-6, "seed": 0}, {"loss": "grpo", "lr": 0.5, "seed": 0})
+    ['--loss apo -> grpo']
+    """
+    return [f"--{k.replace('_', '-')} {saved[k]} -> {new[k]}" for k in RESUME_FIXED
+            if k in saved and k in new and saved[k] != new[k]]
+
+
+def check_resume_config(saved, new):
+    """The changes a resumed run makes to its checkpoint's settings, as "--flag old -> new" strings
+    for one printed line; RunError naming every RESUME_FIXED flag among them.
+
+    >>> check_resume_config({"steps": 100, "lr": 1e-6}, {"steps": 200, "lr": 1e-6, "resume": True})
+    ['--steps 100 -> 200']
+    """
+    conflicts = resume_conflicts(saved, new)
+    if conflicts:
+        raise RunError(f"--resume cannot change {', '.join(conflicts)}: they define the run; pass the "
+                       "checkpoint's values, or start a new run in another --out")
+    return [f"--{k.replace('_', '-')} {saved[k]} -> {new[k]}" for k in new
+            if k in saved and saved[k] != new[k] and k not in ("resume", "overwrite")]
+
+
+def apply_optimizer_settings(optimizer, new):
+    """Write this command line's RESUME_APPLIED values (lr, weight decay) into the param groups,
+    which optimizer.load_state_dict has just set back to the checkpoint's."""
+    for group in optimizer.param_groups:
+        group.update({k: new[k] for k in RESUME_APPLIED if k in new})

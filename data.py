@@ -12,6 +12,8 @@ Sources:
 - any other hub dataset id (`--split` picks the split).
 Fields: the problem from `problem`, `question` or `prompt`; the answer from `answer` or
 `final_answer` (a list keeps its first entry), else the last `\\boxed{}` of `solution`.
+Bad rows are dropped, never turned into text: a null or non-text problem (None would become the
+prompt "None"), an answer that is null, NaN, a bool or a dict; one printed line counts them.
 
 Departures: none from the paper, which does not name its data copies; the hub ids below are
 the copies most RLVR papers evaluate on. MATH training problems default to levels 3-5 (the
@@ -19,7 +21,10 @@ usual one-GPU GRPO recipe for Qwen2.5-Math).
 """
 
 import argparse
+import math
 import os
+import sys
+from collections import Counter
 
 import tasks
 import verify
@@ -37,6 +42,8 @@ BENCHMARKS = {
 }
 MATH_TRAIN = "DigitalLearningGmbH/MATH-lighteval"  # MATH train split, with `level` and `solution`
 SYNTHETIC = ("arith",)  # generated locally by tasks.py: splits "train" and "test"
+EMPTY_CHECK_BYTES = 1 << 16  # a file this short with only whitespace is reported as empty
+NORMALIZE_SLACK = 4  # code points a tokenizer's normalizer may compose into one, plus a margin
 
 
 class DataError(ValueError):
@@ -48,10 +55,7 @@ def load_rows(spec, split):
     from datasets import disable_progress_bars, load_dataset  # heavy import: only when needed
     ext = os.path.splitext(spec)[1].lower()
     if ext in LOCAL_FORMATS or os.path.exists(spec):
-        if not os.path.isfile(spec):
-            raise DataError(f"dataset file {spec!r} does not exist; check the path")
-        if ext not in LOCAL_FORMATS:
-            raise DataError(f"dataset file {spec!r} must end in .jsonl, .json or .parquet")
+        check_local_file(spec, ext)
         disable_progress_bars()  # a local file loads in a blink; its bar would only be noise
         try:
             return load_dataset(LOCAL_FORMATS[ext], data_files=spec, split="train")
@@ -67,18 +71,65 @@ def load_rows(spec, split):
             f".jsonl/.json/.parquet file") from None
 
 
+def check_local_file(spec, ext):
+    """DataError, with the reason, unless `spec` is a non-empty .jsonl/.json/.parquet file."""
+    if os.path.isdir(spec):
+        raise DataError(f"dataset {spec!r} is a folder; give a .jsonl, .json or .parquet file")
+    if not os.path.isfile(spec):
+        raise DataError(f"dataset file {spec!r} does not exist; check the path")
+    if ext not in LOCAL_FORMATS:
+        raise DataError(f"dataset file {spec!r} must end in .jsonl, .json or .parquet")
+    with open(spec, "rb") as f:
+        head = f.read(EMPTY_CHECK_BYTES)
+    if not head.strip() and os.path.getsize(spec) <= EMPTY_CHECK_BYTES:
+        raise DataError(f"dataset file {spec!r} is empty; it needs one problem per line or row")
+
+
 def _as_answer(value):
-    if isinstance(value, (list, tuple)):
+    """(answer text, None), or (None, why the row is dropped): text and finite numbers only.
+
+    >>> _as_answer(" 42 "), _as_answer(7), _as_answer(["1/2", "0.5"]), _as_answer(True)[1]
+    (('42', None), ('7', None), ('1/2', None), 'an answer that is not text or a number')
+    """
+    if isinstance(value, (list, tuple)):  # some datasets list equivalent answers: keep the first
         value = value[0] if value else None
-    return None if value is None else str(value).strip()
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, "no answer"
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):  # True, {"a": 1}, ...
+        return None, "an answer that is not text or a number"
+    if isinstance(value, float) and not math.isfinite(value):  # gold "nan" would reward \boxed{nan}
+        return None, "a NaN or infinite answer"
+    return str(value).strip(), None
 
 
-def load_problems(spec, split=None, *, levels=None, limit=None):
+def _as_problem(row, p_field, a_field, levels, max_chars):
+    """({"problem", "answer"}, None) for a usable row, else (None, why it is dropped)."""
+    if levels and "level" in row and _level(row["level"]) not in levels:
+        return None, f"outside levels {sorted(levels)}"
+    problem = row[p_field]
+    if not isinstance(problem, str) or not problem.strip():  # None would become the prompt "None"
+        return None, "a missing or non-text problem"
+    if max_chars and len(problem) > max_chars:
+        return None, f"a problem longer than {max_chars} characters"
+    if a_field:
+        answer, why = _as_answer(row[a_field])
+    else:
+        solution = row["solution"]
+        answer = verify.extract_answer(solution) if isinstance(solution, str) else None
+        why = None if answer else "no \\boxed{} answer in the solution"
+    return ({"problem": problem, "answer": answer}, None) if answer else (None, why)
+
+
+def load_problems(spec, split=None, *, levels=None, limit=None, max_chars=None):
     """`spec` (file, benchmark name or hub id) -> list of {"problem", "answer"} dicts.
 
     `levels` keeps rows whose `level` field ("Level 3" or 3) is in it, when the field exists.
-    Rows whose answer cannot be found are dropped; if none is left, DataError.
+    `max_chars` drops problems longer than that many characters (see prompt_char_bound).
+    Rows with a missing or non-text problem, or no usable answer (null, NaN, true, a dict) are
+    dropped, and one printed line counts them by reason; if none is left, DataError.
     """
+    if limit is not None and limit < 1:
+        raise DataError(f"the problem limit must be at least 1, got {limit}")
     if spec in SYNTHETIC:  # no download: tasks.py generates the problems
         return tasks.arith_problems(split or "test")[:limit]
     rows = load_rows(spec, split)
@@ -90,18 +141,37 @@ def load_problems(spec, split=None, *, levels=None, limit=None):
             f"dataset {spec!r} has fields {sorted(columns)}; it needs a problem field "
             f"({'/'.join(PROBLEM_FIELDS)}) and an answer field ({'/'.join(ANSWER_FIELDS)} or a "
             f"`solution` with a \\boxed{{}} answer)")
-    out = []
+    out, dropped, seen = [], Counter(), 0
     for row in rows:
-        if levels and "level" in row and _level(row["level"]) not in levels:
-            continue
-        answer = _as_answer(row[a_field]) if a_field else verify.extract_answer(row["solution"] or "")
-        if answer:
-            out.append({"problem": str(row[p_field]), "answer": answer})
+        seen += 1
+        problem, why = _as_problem(row, p_field, a_field, levels, max_chars)
+        if problem is None:
+            dropped[why] += 1
+        else:
+            out.append(problem)
         if limit and len(out) >= limit:
             break
+    reasons = ", ".join(f"{n} with {why}" if not why.startswith("outside") else f"{n} {why}"
+                        for why, n in dropped.most_common())
     if not out:
-        raise DataError(f"dataset {spec!r} has no usable rows (after the level filter {levels})")
+        raise DataError(f"dataset {spec!r} has no usable rows: all {seen} were dropped ({reasons})" if seen
+                        else f"dataset {spec!r} has no rows")
+    if dropped:
+        print(f"note: {spec}: dropped {sum(dropped.values())} of {seen} rows ({reasons})")
     return out
+
+
+def prompt_char_bound(tokenizer, max_tokens):
+    """Characters above which a problem cannot fit in `max_tokens` prompt tokens, whatever its text.
+
+    One token spells at most L characters, L the longest entry of the vocabulary (a byte-level
+    BPE spells one byte per character, and a character is at least one byte), so a text needs at
+    least chars / L tokens; NORMALIZE_SLACK covers a normalizer that composes up to 3 code points
+    into one (Hangul jamo under NFC) before tokenizing. Problems above the bound are dropped
+    before the tokenizer sees them: one 30 MB line took 11.8 GB and 110 s to tokenize.
+    """
+    longest = max(map(len, tokenizer.get_vocab()), default=1)
+    return max_tokens * longest * NORMALIZE_SLACK
 
 
 def _level(value):
@@ -109,14 +179,21 @@ def _level(value):
     return int(digits) if digits else None
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    """Print a few problems; bad input ends with one `error: ...` line and exit code 2."""
     ap = argparse.ArgumentParser(description="Print a few problems of a dataset.")
     ap.add_argument("spec", help="a .jsonl/.json/.parquet file, a benchmark name or a hub id")
     ap.add_argument("--split", default=None, help="hub split (default: the benchmark's)")
-    ap.add_argument("--limit", type=int, default=3, help="rows to print")
-    a = ap.parse_args()
+    ap.add_argument("--limit", type=int, default=3, help="rows to print (at least 1)")
+    a = ap.parse_args(argv)
     try:
         for r in load_problems(a.spec, a.split, limit=a.limit):
             print(f"{r['problem'][:200]!r} -> {r['answer']!r}")
     except DataError as e:
-        raise SystemExit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

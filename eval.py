@@ -41,6 +41,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+import checkpoints
 import cli
 import data
 import rollout
@@ -99,6 +100,26 @@ def parse_ks(text, n):
 def benchmark_name(spec):
     """A local file is named by its stem; a benchmark name or hub id stays as it is."""
     return Path(spec).stem if Path(spec).suffix.lower() in data.LOCAL_FORMATS else spec
+
+
+def benchmark_names(specs):
+    """One distinct name per --benchmarks entry: a file's stem, or the path as given when two
+    files share a stem (their results would otherwise overwrite each other).
+
+    >>> benchmark_names(["a/test.jsonl", "b/test.jsonl", "math500", "c/other.json"])
+    ['a/test.jsonl', 'b/test.jsonl', 'math500', 'other']
+    """
+    stems = [benchmark_name(s) for s in specs]
+    names = [s if stems.count(n) > 1 else n for s, n in zip(specs, stems)]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise UsageError(f"--benchmarks lists {twice!r} twice; give each benchmark once")
+    return names
+
+
+def _plain(text):
+    """`text` drawn as itself by matplotlib: a `$` would start LaTeX math (a file name can hold one)."""
+    return str(text).replace("$", r"\$")
 
 
 # ------------------------------------------------------------------------------ sampling
@@ -179,7 +200,7 @@ def topk_coverage(model, tokenizer, rows, max_tokens):
         valid = solutions["attention_mask"].to(device).bool()  # (n, T) True on solution tokens
         input_ids = torch.cat([prompts["input_ids"].to(device), y], 1)  # (n, P+T)
         attention_mask = torch.cat([prompts["attention_mask"].to(device), valid.long()], 1)  # (n, P+T)
-        logits = rollout.completion_logits(model, input_ids, attention_mask, y.shape[1], 1.0)  # (n, T, V)
+        logits = rollout.completion_logits(model, input_ids, attention_mask, y.shape[1])  # (n, T, V)
         top_ids = logits.topk(max(COVERAGE_KS), dim=-1).indices  # (n, T, 16) most likely first
         at_rank = top_ids == y[..., None]  # (n, T, 16) True where the solution token sits
         for j, K in enumerate(COVERAGE_KS):
@@ -219,11 +240,11 @@ def plot(runs, path):
             all_ks.update(ks)
             ax.plot(ks, [r[f"pass@{k}"] for k in ks], marker="o", color=f"C{names.index(name) % 10}",
                     linestyle=LINE_STYLES[m % len(LINE_STYLES)],
-                    label=name if len(runs) == 1 else f"{label} · {name}")
+                    label=_plain(name if len(runs) == 1 else f"{label} · {name}"))
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(all_ks), [str(k) for k in sorted(all_ks)])
     title = runs[0][0] if len(runs) == 1 else f"{len(runs)} runs: colour = benchmark, line style = run"
-    ax.set(xlabel="k (samples)", ylabel="pass@k", ylim=(-0.02, 1.02), title=title)
+    ax.set(xlabel="k (samples)", ylabel="pass@k", ylim=(-0.02, 1.02), title=_plain(title))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -250,7 +271,7 @@ def compare(files, out):
         runs.append((str(res["model"]), res))
     labels = [label for label, _ in runs]
     runs = [(f if labels.count(label) > 1 else label, res) for f, (label, res) in zip(files, runs)]
-    out.mkdir(parents=True, exist_ok=True)
+    checkpoints.check_out_dir(str(out))
     plot(runs, out / "compare.png")
     print(f"wrote {out / 'compare.png'}")
 
@@ -281,31 +302,40 @@ class EvalConfig:
                                "model", nargs="+")
 
 
-def run(args):
-    out = Path(args.out)
-    if args.compare:
-        return compare(args.compare, out)
+def check_flags(args):
+    """UsageError naming the first bad flag; nothing is loaded before these pass."""
     if not args.model:
         raise UsageError("--model is required (a local folder or hub id), unless you pass --compare")
+    bad = cli.non_finite_floats(args)
+    if bad:
+        raise UsageError(f"--{bad[0].replace('_', '-')} must be a finite number; got {getattr(args, bad[0])}")
     for flag in ("n", "max_new_tokens", "batch_size", "limit"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be at least 1; got {getattr(args, flag)}")
     if args.temperature <= 0 or not 0 < args.top_p <= 1:
         raise UsageError("--temperature must be > 0 and --top-p in (0, 1]")
+
+
+def run(args):
+    out = Path(args.out)
+    if args.compare:
+        return compare(args.compare, out)
+    check_flags(args)
     ks = parse_ks(args.k, args.n)
     specs = [s.strip() for s in args.benchmarks.split(",") if s.strip()]
     if not specs:
         raise UsageError("--benchmarks is empty; give names such as math500,aime24 or a .jsonl file")
-    benchmarks = {benchmark_name(s): data.load_problems(s, limit=args.limit) for s in specs}  # fail fast
+    checkpoints.check_out_dir(str(out))  # a file, a path below a file, a read-only folder: say so now
+    names = benchmark_names(specs)
+    benchmarks = {name: data.load_problems(s, limit=args.limit) for name, s in zip(names, specs)}  # fail fast
     solutions = {}  # benchmark -> reference solutions, for --topk-coverage
     if args.topk_coverage:
-        solutions = {benchmark_name(s): load_solutions(s, args.limit) for s in specs}
+        solutions = {name: load_solutions(s, args.limit) for name, s in zip(names, specs)}
     if args.topk_coverage and not any(solutions.values()):
         raise UsageError("--topk-coverage needs a benchmark with a `solution` field (e.g. math500)")
     model, tokenizer = rollout.load_model_and_tokenizer(tiny_lm.resolve_model(args.model), dtype=args.dtype)
     print(f"model {args.model} on {next(model.parameters()).device}; n={args.n}, k={ks}, "
           f"temperature={args.temperature}, top_p={args.top_p}, max_new_tokens={args.max_new_tokens}")
-    out.mkdir(parents=True, exist_ok=True)
     results = {"model": args.model, "benchmarks": {}, "config": dataclasses.asdict(args)}
     with open(out / "samples.jsonl", "w") as f:
         for name, problems in benchmarks.items():
@@ -334,7 +364,7 @@ def main(argv=None):
     args = cli.parse(EvalConfig, argv)
     try:
         run(args)
-    except (UsageError, data.DataError, rollout.ModelLoadError) as e:
+    except (UsageError, data.DataError, rollout.ModelLoadError, checkpoints.RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,4 +1,5 @@
-"""How much memory one train.py step needs, estimated before the first step from a measured probe.
+"""What one train.py step costs: its peak memory, estimated before the first step from a measured
+probe, and the wall time of each of its phases (PhaseClock).
 
     python memory.py                      # the default train.py command at Qwen2.5-Math-1.5B's shape
     python memory.py --device-gb 80 --micro-batch-tokens 65536 --gradient-checkpointing off
@@ -34,6 +35,7 @@ Departures / simplifications, each conservative (the estimate errs high):
 """
 
 import argparse
+import time
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +45,27 @@ import rollout
 PROBE_LENGTHS = (32, 64)  # two sequence lengths: the slope between them is the per-token cost
 FIT_FRACTION = 0.92  # refuse to start above this share of the device's memory (allocator margin)
 GB = 1e9
+
+
+class PhaseClock:
+    """Wall time of each phase of a step, after the device has finished its queued work."""
+
+    def __init__(self, device):
+        self.device = device
+        self.marks = [("start", self._now())]
+
+    def _now(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # CUDA runs asynchronously: time the work, not the launch
+        return time.time()
+
+    def mark(self, phase):
+        self.marks.append((phase, self._now()))
+
+    def seconds(self):
+        """{phase}_seconds for each phase and `seconds` for the whole step."""
+        out = {f"{name}_seconds": t - prev for (_, prev), (name, t) in zip(self.marks, self.marks[1:])}
+        return out | {"seconds": self.marks[-1][1] - self.marks[0][1]}
 
 
 def saved_bytes(fn):

@@ -38,6 +38,7 @@ import torch
 from transformers import GenerationConfig
 
 import apo
+import data
 import fast_sampler
 
 PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -209,14 +210,28 @@ def load_model_and_tokenizer(name, *, dtype="auto", device=None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype).to(device)
-    except (OSError, ValueError) as e:
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - OSError, ValueError, a truncated safetensors file (SafetensorError), ...
         where = "folder" if os.path.exists(name) else "hub model"
+        detail = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}" if str(e) else type(e).__name__
         raise ModelLoadError(
-            f"could not load {where} {name!r} ({type(e).__name__}); give a local folder saved with "
+            f"could not load {where} {name!r} ({detail}); give a local folder saved with "
             f"save_pretrained, or a hub id with network access (HF_HUB_OFFLINE=1 means no hub)") from None
     if tokenizer.pad_token_id is None:  # many base models ship no pad token: reuse EOS
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
+
+
+def drop_long_prompts(problems, tokenizer, max_tokens):
+    """(problems whose rendered prompt fits `max_tokens`, how many were dropped). A problem longer
+    than data.prompt_char_bound characters cannot fit and is dropped before it is tokenized."""
+    max_chars = data.prompt_char_bound(tokenizer, max_tokens)
+    kept = [p for p in problems if len(p["problem"]) <= max_chars
+            and len(tokenizer(format_prompt(tokenizer, p["problem"]))["input_ids"]) <= max_tokens]
+    if not kept:
+        raise data.DataError(f"every prompt is longer than --max-prompt-tokens {max_tokens}")
+    return kept, len(problems) - len(kept)
 
 
 # ------------------------------------------------------------------------------- sampling

@@ -23,7 +23,10 @@ Departures and choices, with reasons:
    does one iteration per generation. The clip then acts only through APO's r~.
 2. The policy's weights are float32 ("master weights") and forward passes run under bf16
    autocast on a GPU: pure bf16 weights cannot represent an lr = 1e-6 update (bf16 keeps 8
-   mantissa bits, so w += 1e-6 * g rounds back to w). The frozen reference is kept in bf16.
+   mantissa bits, so w += 1e-6 * g rounds back to w). The frozen reference takes the same path
+   (float32 weights, the same autocast; +3 GB at 1.5B): a bf16 copy would differ from the
+   policy at step 0 (r_anchor spread over 0.88-1.06 instead of 1). Temperatures divide float32
+   logits everywhere, as `generate` does (apo.gather_logp).
 3. Sampling pins every knob but temperature and top-p off (rollout.py departure 1); on a GPU
    it uses the static-cache, CUDA-graph sampler of fast_sampler.py, which draws the same
    distribution as `generate` and falls back to it when it cannot run (`--sampler`).
@@ -36,7 +39,6 @@ import json
 import math
 import os
 import sys
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -46,7 +48,9 @@ from tqdm import tqdm
 import apo
 import checkpoints
 import cli
+import curves
 import data
+import memory
 import rollout
 import verify
 from toy import tiny_lm
@@ -92,15 +96,19 @@ class Config:
     steps: int = cli.option(200, "total optimizer steps (with --resume: the total, not additional)")
     seed: int = cli.option(0, "seed for data order and sampling")
     # --- memory
-    micro_batch_size: int = cli.option(4, "completions per forward/backward; bounds activation memory")
+    micro_batch_tokens: int = cli.option(16384, "at most this many padded tokens per forward/backward: "
+                                         "short completions share big micro-batches, long ones get small")
+    micro_batch_size: int = cli.option(0, "also at most this many completions per micro-batch (0: no cap)")
     ref_chunk_size: int = cli.option(8, "completions per reference forward pass")
-    gradient_checkpointing: bool = cli.option(False, "recompute activations in backward to save memory")
+    gradient_checkpointing: str = cli.option("auto", "recompute activations in backward: auto (on CUDA), on, "
+                                             "off", choices=("auto", "on", "off"))
     dtype: str = cli.option("auto", "compute dtype: auto (bf16 on GPU, float32 on CPU), bfloat16, float32")
     # --- outputs and checkpoints
     out: str = cli.option("runs/apo", "output folder: metrics.jsonl, checkpoints, final model")
     save_every: int = cli.option(50, "checkpoint every N steps and at the last (0: never, for benchmarks)")
     keep_checkpoints: int = cli.option(2, "keep only the newest N checkpoint-STEP folders (0: keep all)")
     resume: bool = cli.option(False, "continue from the latest checkpoint in --out")
+    overwrite: bool = cli.option(False, "start again in an --out that holds a run (deletes its checkpoints)")
     # --- monitoring
     eval_every: int = cli.option(0, "every N steps, held-out pass@1 on --eval-dataset (0: never)")
     eval_dataset: str = cli.option("math500", "held-out problems for --eval-every")
@@ -116,6 +124,8 @@ class ConfigError(ValueError):
 def parse_config(argv=None):
     """The command line as a checked Config; ConfigError names the flag to fix."""
     cfg = cli.parse(Config, argv)
+    if bad := cli.non_finite_floats(cfg):  # nan passes every comparison below; inf trains all-NaN weights
+        raise ConfigError(f"--{bad[0].replace('_', '-')} must be a finite number, got {getattr(cfg, bad[0])}")
     checks = [
         (cfg.loss in apo.KINDS, f"--loss must be one of {', '.join(apo.KINDS)}"),
         (cfg.agg in apo.AGGS, f"--agg must be one of {', '.join(apo.AGGS)}"),
@@ -124,13 +134,16 @@ def parse_config(argv=None):
         (cfg.top_k >= 1, "--top-k must be at least 1: the safe manifold needs one reference token"),
         (cfg.prompts_per_step >= 1, "--prompts-per-step must be at least 1"),
         (cfg.steps >= 1, "--steps must be at least 1"),
-        (cfg.micro_batch_size >= 1 and cfg.gen_batch_size >= 1 and cfg.ref_chunk_size >= 1,
-         "--micro-batch-size, --gen-batch-size and --ref-chunk-size must be at least 1"),
+        (cfg.micro_batch_tokens >= 1 and cfg.gen_batch_size >= 1 and cfg.ref_chunk_size >= 1,
+         "--micro-batch-tokens, --gen-batch-size and --ref-chunk-size must be at least 1"),
+        (cfg.micro_batch_size >= 0, "--micro-batch-size must be >= 0 (0: no cap on rows)"),
         (cfg.max_new_tokens >= 1 and cfg.max_prompt_tokens >= 1, "token budgets must be at least 1"),
         (cfg.temperature > 0, "--temperature must be positive"),
         (cfg.sampler in ("auto", "hf", "static"), "--sampler must be auto, hf or static"),
         (0 < cfg.top_p <= 1, "--top-p must be in (0, 1]"),
-        (cfg.lr > 0, "--lr must be positive"),
+        (cfg.lr > 0 and cfg.weight_decay >= 0, "--lr must be positive and --weight-decay >= 0"),
+        (cfg.max_grad_norm > 0, "--max-grad-norm must be > 0 (< 0 reverses the update, 0 freezes it)"),
+        (cfg.eval_limit >= 1, "--eval-limit must be at least 1"),
         (cfg.beta >= 0 and cfg.lam > 0 and cfg.kl_coef >= 0, "--beta and --kl-coef must be >= 0, --lam > 0"),
         (0 <= cfg.clip_low < 1 and cfg.clip_high >= 0, "--clip-low must be in [0, 1), --clip-high >= 0"),
         (cfg.save_every >= 0 and cfg.sample_every >= 1 and cfg.eval_every >= 0 and cfg.keep_checkpoints >= 0,
@@ -184,15 +197,16 @@ def loss_and_backward(model, roll, adv, ref, cfg, autocast):
     """Step 5: the policy loss over micro-batches; gradients accumulate in model's .grad.
 
     Every micro-batch divides by the *whole step's* divisor (apo.loss_denom), so the summed
-    gradient is exactly the full-batch gradient whatever --micro-batch-size is (tested).
+    gradient is the full-batch gradient whatever the micro-batching (tested); trimming a
+    micro-batch to its own width drops only columns that are padding in all its rows.
     Returns the step's metrics: token-weighted means over micro-batches, and the loss.
     """
     denom = apo.loss_denom(roll.completion_mask, cfg.agg, cfg.max_new_tokens)  # full-step divisor
     sums, weights, total_loss = defaultdict(float), defaultdict(float), 0.0
-    for start in range(0, len(roll.texts), cfg.micro_batch_size):
-        rows = slice(start, start + cfg.micro_batch_size)
-        loss, m = micro_batch_loss(model, roll.rows(rows), adv[rows], ref.rows(rows) if ref else None,
-                                   cfg, denom, autocast)
+    for rows in roll.micro_batches(cfg.micro_batch_tokens, cfg.micro_batch_size):  # by a token budget
+        mb = roll.rows(rows).trimmed()  # only the columns some row of this micro-batch uses
+        mb_ref = ref.rows(rows, mb.completion_ids.shape[1]) if ref is not None else None
+        loss, m = micro_batch_loss(model, mb, adv[rows], mb_ref, cfg, denom, autocast)
         loss.backward()
         total_loss += loss.item()
         for key, value in m.items():  # a plain weighted sum; the weights are token counts
@@ -203,30 +217,9 @@ def loss_and_backward(model, roll, adv, ref, cfg, autocast):
     return {k: sums[k] / weights[k] for k in sums} | {"loss": total_loss}
 
 
-class PhaseClock:
-    """Wall time of each phase of a step, after the device has finished its queued work."""
-
-    def __init__(self, device):
-        self.device = device
-        self.marks = [("start", self._now())]
-
-    def _now(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)  # CUDA runs asynchronously: time the work, not the launch
-        return time.time()
-
-    def mark(self, phase):
-        self.marks.append((phase, self._now()))
-
-    def seconds(self):
-        """{phase}_seconds for each phase and `seconds` for the whole step."""
-        out = {f"{name}_seconds": t - prev for (_, prev), (name, t) in zip(self.marks, self.marks[1:])}
-        return out | {"seconds": self.marks[-1][1] - self.marks[0][1]}
-
-
 def train_step(step, model, ref_model, tokenizer, optimizer, problems, cfg, autocast):
     """One RLVR step, numbered as in the module docstring. Returns the step's metrics."""
-    clock = PhaseClock(next(model.parameters()).device)
+    clock = memory.PhaseClock(next(model.parameters()).device)  # the wall time of each numbered phase
     # 1. B prompts, G completions each, sampled from the current policy
     batch = batch_for_step(problems, step, cfg)
     model.eval()  # sampling: no dropout, KV cache on
@@ -255,6 +248,7 @@ def train_step(step, model, ref_model, tokenizer, optimizer, problems, cfg, auto
     clock.mark("loss")
     # 6. clip the gradient norm, one AdamW step
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm).item()
+    checkpoints.require_finite(step, loss=metrics["loss"], grad_norm=grad_norm)  # never step on a NaN
     optimizer.step()
     clock.mark("opt")
     out = {"step": step} | metrics | rollout_metrics(roll, rewards, cfg) | clock.seconds()
@@ -276,18 +270,6 @@ def rollout_metrics(roll, rewards, cfg):
             "gen_tokens": lengths.sum().item()}
 
 
-def format_line(m, cfg):
-    """The fixed-format line printed for every step."""
-    nan = float("nan")
-    extra = {"apo": f"safe {m.get('safe_mass', nan):.3f} r_anc {m.get('r_anchor', nan):.3f}",
-             "grpo_kl": f"kl {m.get('kl', nan):.4f}", "kl_on_wrong": f"kl {m.get('kl', nan):.4f}",
-             }.get(cfg.loss, "-")
-    return (f"step {m['step']:>4}/{cfg.steps} | reward {m['reward_mean']:.3f} | pass@{cfg.group_size} "
-            f"{m[f'pass@{cfg.group_size}']:.2f} | zero_std {m['zero_std_frac']:.2f} | len "
-            f"{m['response_len']:6.1f} | trunc {m['truncated_frac']:.2f} | ent {m['entropy']:.3f} | "
-            f"clip {m['clip_frac']:.3f} | {extra} | loss {m['loss']:+.4f} | {m['seconds']:.1f}s")
-
-
 @torch.no_grad()
 def heldout_pass1(model, tokenizer, problems, cfg, autocast):
     """pass@1 on held-out problems: the mean reward of HELDOUT_SAMPLES samples each (unbiased)."""
@@ -302,26 +284,18 @@ def heldout_pass1(model, tokenizer, problems, cfg, autocast):
 
 # --------------------------------------------------------------------------------- setup
 
-def filter_long_prompts(problems, tokenizer, max_tokens):
-    """Problems whose rendered prompt fits `max_tokens`, and how many were dropped."""
-    kept = [p for p in problems
-            if len(tokenizer(rollout.format_prompt(tokenizer, p["problem"]))["input_ids"]) <= max_tokens]
-    if not kept:
-        raise data.DataError(f"every prompt is longer than --max-prompt-tokens {max_tokens}")
-    return kept, len(problems) - len(kept)
-
-
 def load_models(cfg, ckpt, device, compute_dtype):
     """The policy (float32 master weights, from the checkpoint when resuming), its tokenizer, and
-    the frozen reference in the compute dtype (None when the loss needs none)."""
+    the frozen reference (None when the loss needs none). The reference has float32 weights and
+    runs under the same autocast as the policy: one precision path, so at step 0 its log-probs
+    are the policy's to the last bit and r_anchor is exactly 1 (departure 2)."""
     base = tiny_lm.resolve_model(cfg.model)  # --model tiny: the CPU math LM, built once
     model, tokenizer = rollout.load_model_and_tokenizer(ckpt or base, dtype="float32", device=device)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    if cfg.gradient_checkpointing == "on" or (cfg.gradient_checkpointing == "auto" and device.type == "cuda"):
+        model.activation_checkpointing_enable()  # TRL's GRPO default too: activations are the big term
     ref_model = None
-    if cfg.loss != "grpo" or cfg.track_safe_mass:  # the initial policy, frozen
-        ref_model, _ = rollout.load_model_and_tokenizer(base, dtype=str(compute_dtype).split(".")[1],
-                                                        device=device)
+    if cfg.loss != "grpo" or cfg.track_safe_mass:  # the initial policy, frozen, in the policy's precision
+        ref_model, _ = rollout.load_model_and_tokenizer(base, dtype="float32", device=device)
         ref_model.requires_grad_(False)
     return model, tokenizer, ref_model
 
@@ -331,14 +305,20 @@ def describe(cfg, device, compute_dtype, model, problems, dropped, start):
     params = sum(p.numel() for p in model.parameters())
     return (f"run: {cfg.loss} on {device.type} ({str(compute_dtype).split('.')[1]}), {params:,} parameters | "
             f"{cfg.prompts_per_step} prompts x G={cfg.group_size} = {cfg.prompts_per_step * cfg.group_size} "
-            f"completions a step, micro-batches of {cfg.micro_batch_size} | up to {cfg.max_new_tokens} new "
-            f"tokens | {len(problems)} problems ({dropped} dropped as longer than {cfg.max_prompt_tokens} "
-            f"prompt tokens) | steps {start + 1}..{cfg.steps}")
+            f"completions a step, micro-batches of <= {cfg.micro_batch_tokens} tokens | up to "
+            f"{cfg.max_new_tokens} new tokens | {len(problems)} problems ({dropped} dropped as longer than "
+            f"{cfg.max_prompt_tokens} prompt tokens) | steps {start + 1}..{cfg.steps}")
 
 
 # --------------------------------------------------------------------------------- main
 
 def run(cfg):
+    """Train, holding an exclusive lock on --out for the whole run (checkpoints.claim_out)."""
+    with checkpoints.claim_out(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite):
+        train(cfg)
+
+
+def train(cfg):
     device, compute_dtype = rollout.pick_device_dtype(cfg.dtype)
     use_autocast = device.type == "cuda" and compute_dtype != torch.float32
 
@@ -346,52 +326,53 @@ def run(cfg):
         return torch.autocast(device.type, dtype=compute_dtype, enabled=use_autocast)
 
     torch.manual_seed(cfg.seed)
-    os.makedirs(cfg.out, exist_ok=True)
-    ckpt, start = checkpoints.latest_checkpoint(cfg.out) if cfg.resume else (None, 0)
-    if cfg.resume and ckpt is None:
-        print(f"note: --resume found no checkpoint in {cfg.out}; starting from step 0")
+    cfg_dict = dataclasses.asdict(cfg)
+    ckpt, start, state = checkpoints.resume_point(cfg.out, cfg_dict) if cfg.resume else (None, 0, None)
     if start >= cfg.steps:
-        print(f"nothing to do: {ckpt} is at step {start} and --steps is {cfg.steps}")
-        return
+        if cfg.save_every and not os.path.isdir(os.path.join(cfg.out, "final")):  # killed while saving it
+            checkpoints.write_final_from(ckpt, cfg.out)
+        return print(f"nothing to do: {ckpt} is at step {start} and --steps is {cfg.steps}")
     problems = data.load_problems(cfg.dataset, cfg.split, levels=cfg.level_set or None)
     model, tokenizer, ref_model = load_models(cfg, ckpt, device, compute_dtype)
-    problems, dropped = filter_long_prompts(problems, tokenizer, cfg.max_prompt_tokens)
+    problems, dropped = rollout.drop_long_prompts(problems, tokenizer, cfg.max_prompt_tokens)
+    line, refusal = memory.check(model, cfg, device, autocast, compute_dtype.itemsize, ref_model is not None)
+    print(line)
+    if refusal:
+        raise ConfigError(refusal)
     heldout = data.load_problems(cfg.eval_dataset, limit=cfg.eval_limit) if cfg.eval_every else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if ckpt:
-        state = checkpoints.load_state(ckpt)
+    metrics_path = os.path.join(cfg.out, "metrics.jsonl")
+    if ckpt:  # the optimizer, this command line's lr and weight decay, the RNG, the log up to the checkpoint
         optimizer.load_state_dict(state["optimizer"])
+        checkpoints.apply_optimizer_settings(optimizer, cfg_dict)
         checkpoints.set_rng_state(state["rng"])
+        checkpoints.trim_metrics(metrics_path, start)
     print(describe(cfg, device, compute_dtype, model, problems, dropped, start))
     with open(os.path.join(cfg.out, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(cfg) | {"device": str(device), "compute_dtype": str(compute_dtype),
-                                             "problems": len(problems), "start_step": start}, f, indent=2)
-    log = open(os.path.join(cfg.out, "metrics.jsonl"), "a" if ckpt else "w")
-    bar = tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, desc=cfg.loss)
-    for step in bar:
-        m = train_step(step, model, ref_model, tokenizer, optimizer, problems, cfg, autocast)
-        if cfg.eval_every and step % cfg.eval_every == 0:
-            m["heldout_pass@1"] = heldout_pass1(model, tokenizer, heldout, cfg, autocast)
-        bar.write(format_line(m, cfg))
-        if "sample" in m:
-            s = m["sample"]
-            bar.write(f"  sample (reward {s['reward']:.0f}, gold {s['answer']!r}): "
-                      f"{s['completion'][-SAMPLE_TAIL_CHARS:]!r}")
-        log.write(json.dumps(m) + "\n")
-        log.flush()
-        if cfg.save_every and (step % cfg.save_every == 0 or step == cfg.steps):
-            checkpoints.save_checkpoint(cfg.out, step, model, tokenizer, optimizer, dataclasses.asdict(cfg),
-                                        cfg.keep_checkpoints)
-    log.close()
+        json.dump(cfg_dict | {"device": str(device), "compute_dtype": str(compute_dtype),
+                              "problems": len(problems), "start_step": start}, f, indent=2)
+    with open(metrics_path, "a" if ckpt else "w") as log:
+        for step in tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, desc=cfg.loss):
+            m = train_step(step, model, ref_model, tokenizer, optimizer, problems, cfg, autocast)
+            if cfg.eval_every and step % cfg.eval_every == 0:
+                m["heldout_pass@1"] = heldout_pass1(model, tokenizer, heldout, cfg, autocast)
+            tqdm.write(curves.step_line(m, cfg.loss, cfg.steps, cfg.group_size, SAMPLE_TAIL_CHARS))
+            log.write(json.dumps(m) + "\n")
+            log.flush()
+            if cfg.save_every and (step % cfg.save_every == 0 or step == cfg.steps):
+                checkpoints.save_checkpoint(cfg.out, step, model, tokenizer, optimizer, cfg_dict,
+                                            cfg.keep_checkpoints)
+                curves.refresh(cfg.out)  # OUT/curves.png: a long run draws its own training curves
     if cfg.save_every:
         checkpoints.save_atomic(os.path.join(cfg.out, "final"), model, tokenizer)
         print(f"saved {os.path.join(cfg.out, 'final')}")
+    curves.refresh(cfg.out)
 
 
 def main(argv=None):
     try:
         run(parse_config(argv))
-    except (ConfigError, data.DataError, rollout.ModelLoadError) as e:
+    except (ConfigError, data.DataError, rollout.ModelLoadError, checkpoints.RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -11,7 +11,8 @@ Every GRPOConfig flag works (`--help` lists them all), plus --apo_loss, --apo_be
 It loads problems with data.load_problems, gives TRL a `prompt` column that renders to rollout.format_prompt's
 text, rewards with verify.reward (trl_apo.math_reward) and trains with trl_apo.APOTrainer. It prints one
 fixed-format line per logged step, writes the same metrics to OUTPUT_DIR/metrics.jsonl and the final model to
-OUTPUT_DIR/final.
+OUTPUT_DIR/final. Bad input (a flag, the data, an unreadable model) ends with one `error: ...` line and
+exit code 2.
 
 Departures from train.py, with reasons:
 1. Batching is TRL's: a step is per_device_train_batch_size x processes x gradient_accumulation_steps
@@ -32,11 +33,14 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from datasets import Dataset
+from safetensors import SafetensorError
 from transformers import AutoTokenizer, HfArgumentParser, PrinterCallback, ProgressCallback
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python examples/x.py`: the repository root is not on the path
 
+import checkpoints  # noqa: E402
+import cli  # noqa: E402
 import data  # noqa: E402
 import rollout  # noqa: E402
 from integrations.trl_apo import APOConfig, APOTrainer, math_reward, prompt_column  # noqa: E402
@@ -62,6 +66,12 @@ class ScriptArgs:
     limit: int = _f(0, "use the first N problems (0: all)")
     max_prompt_tokens: int = _f(1024, "drop longer prompts (with the completion budget: fits a 4k context)")
     reward: str = _f("math", "math (verify.reward on the final answer) or has_digit (smoke-run plumbing)")
+
+
+def fail(message):
+    """Bad input: one `error: ...` line on stderr and exit code 2, as train.py and eval.py do."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def has_digit_reward(completions, **kwargs):
@@ -99,8 +109,13 @@ class StepLine(ProgressCallback):
 
 def load_dataset_for_trl(script, tokenizer):
     """Problems as a datasets.Dataset with TRL's `prompt` column and our `answer` (read by math_reward)."""
-    def n_tokens(problem):  # as train.py measures a prompt: its rendered text, tokenized
-        return len(tokenizer(rollout.format_prompt(tokenizer, problem))["input_ids"])
+    max_chars = data.prompt_char_bound(tokenizer, script.max_prompt_tokens)
+
+    def fits(problem):  # as train.py measures a prompt: its rendered text, tokenized
+        if len(problem) > max_chars:  # too long to fit whatever its tokens: never tokenized
+            return False
+        n_tokens = len(tokenizer(rollout.format_prompt(tokenizer, problem))["input_ids"])
+        return n_tokens <= script.max_prompt_tokens
 
     if script.dataset:
         levels = {int(x) for x in script.levels.split(",") if x.strip()} or None
@@ -108,10 +123,26 @@ def load_dataset_for_trl(script, tokenizer):
     else:
         problems = TOY_PROBLEMS[:script.limit or None]
     rows = [{"prompt": prompt_column(tokenizer, p["problem"]), "answer": p["answer"]} for p in problems
-            if n_tokens(p["problem"]) <= script.max_prompt_tokens]
+            if fits(p["problem"])]
     if not rows:
         raise ValueError(f"every prompt is longer than --max_prompt_tokens {script.max_prompt_tokens}")
     return Dataset.from_list(rows)
+
+
+def check_args(script, config):
+    """Exit 2 with one sentence for a flag no run can use (TRL's own checks ran while parsing)."""
+    for args in (script, config):
+        bad = cli.non_finite_floats(args)
+        if bad:
+            fail(f"--{bad[0]} must be a finite number; got {getattr(args, bad[0])}")
+    if script.reward not in REWARDS:
+        fail(f"--reward must be one of {', '.join(REWARDS)}")
+    if script.limit < 0 or script.max_prompt_tokens < 1:
+        fail("--limit must be >= 0 (0: all problems) and --max_prompt_tokens >= 1")
+    try:
+        checkpoints.check_out_dir(config.output_dir, "--output_dir")
+    except checkpoints.RunError as e:
+        fail(e)
 
 
 def main(argv=None):
@@ -120,9 +151,8 @@ def main(argv=None):
     try:
         script, config = parser.parse_args_into_dataclasses(argv)
     except ValueError as e:  # APOConfig's and GRPOConfig's checks: one sentence naming the setting
-        raise SystemExit(f"error: {e}") from None
-    if script.reward not in REWARDS:
-        raise SystemExit(f"error: --reward must be one of {', '.join(REWARDS)}")
+        fail(e)
+    check_args(script, config)
     state = PartialState()
     if not script.model:
         random_dir = os.path.join(config.output_dir, RANDOM_MODEL_SUBDIR)
@@ -135,7 +165,7 @@ def main(argv=None):
         tokenizer = AutoTokenizer.from_pretrained(model_name, padding_side="left", truncation_side="left")
         dataset = load_dataset_for_trl(script, tokenizer)
     except (OSError, ValueError) as e:  # data.DataError is a ValueError
-        raise SystemExit(f"error: {e}") from None
+        fail(e)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     os.makedirs(config.output_dir, exist_ok=True)
@@ -143,8 +173,12 @@ def main(argv=None):
     if state.is_main_process and os.path.exists(metrics_path):
         os.remove(metrics_path)  # this run's lines only, as train.py does without --resume
 
-    trainer = APOTrainer(model=model_name, reward_funcs=REWARDS[script.reward], args=config,
-                         train_dataset=dataset, processing_class=tokenizer)
+    try:  # TRL loads the policy (and the reference) itself: a truncated or corrupt weights file fails here
+        trainer = APOTrainer(model=model_name, reward_funcs=REWARDS[script.reward], args=config,
+                             train_dataset=dataset, processing_class=tokenizer)
+    except (OSError, ValueError, SafetensorError) as e:
+        fail(f"could not load the model {model_name!r} ({type(e).__name__}: {str(e)[:120]}); give a folder "
+             "saved with save_pretrained, or a hub id with network access")
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(StepLine(metrics_path, config.apo_loss))

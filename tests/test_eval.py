@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from fractions import Fraction
@@ -193,3 +194,66 @@ def test_topk_coverage_is_ordered_and_matches_a_slow_unpadded_loop(random_model_
     assert cov["tokens"] == tokens
     for i, K in enumerate(eval_cli.COVERAGE_KS):
         assert round(cov[f"top{K}"] * tokens) == sum(h[i] for h, _ in slow)
+
+
+# ---------------------------------------------------------------------------- hostile input
+
+def one_error_line(capsys):
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and sum(line.startswith("error") for line in lines) == 1
+    assert not any("Traceback" in line for line in lines)
+    return lines[-1]
+
+
+@pytest.mark.parametrize("flag", ["--temperature", "--top-p"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_non_finite_float_flag_exits_2_with_one_line(flag, value, random_model_dir, toy_problems_file,
+                                                       tmp_path, capsys):
+    assert eval_cli.main(["--model", random_model_dir, "--benchmarks", toy_problems_file, flag, value,
+                          "--out", str(tmp_path)]) == 2
+    assert "must be a finite number" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("where", ["a file", "below a file"])
+def test_an_out_that_is_a_file_or_below_one_exits_2(where, random_model_dir, toy_problems_file, tmp_path,
+                                                     capsys):
+    (tmp_path / "f").write_text("x")
+    out = tmp_path / "f" if where == "a file" else tmp_path / "f" / "eval"
+    assert eval_cli.main(["--model", random_model_dir, "--benchmarks", toy_problems_file, "--n", "1",
+                          "--out", str(out)]) == 2
+    assert where in one_error_line(capsys)
+
+
+def test_a_benchmark_file_named_with_latex_is_drawn_as_text(random_model_dir, tmp_path):
+    bench = write_jsonl(tmp_path / "frac$\\frac{1}{2$_test.jsonl", TOY_PROBLEMS[:1])
+    assert eval_cli.main(["--model", random_model_dir, "--benchmarks", bench, "--n", "1",
+                          "--max-new-tokens", "2", "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "pass_at_k.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_two_files_with_one_name_keep_their_own_results(random_model_dir, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    files = [write_jsonl(tmp_path / d / "test.jsonl", TOY_PROBLEMS[i:i + 1]) for i, d in enumerate("ab")]
+    assert eval_cli.main(["--model", random_model_dir, "--benchmarks", ",".join(files), "--n", "1",
+                          "--max-new-tokens", "2", "--out", str(tmp_path / "out")]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())["benchmarks"]
+    assert sorted(results) == sorted(files)  # named by path: "test" twice would overwrite the first
+    with pytest.raises(eval_cli.UsageError, match="twice"):
+        eval_cli.benchmark_names([files[0], files[0]])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_corrupt_model_safetensors_exits_2_with_one_line(damage, random_model_dir, toy_problems_file,
+                                                           tmp_path, capsys):
+    """Needs rollout.load_model_and_tokenizer to turn every from_pretrained failure into ModelLoadError."""
+    bad = tmp_path / "model"
+    shutil.copytree(random_model_dir, bad)
+    weights = bad / "model.safetensors"
+    if damage == "truncated":
+        os.truncate(weights, os.path.getsize(weights) // 2)
+    else:
+        weights.write_bytes(b"not a safetensors file" * 10)
+    assert eval_cli.main(["--model", str(bad), "--benchmarks", toy_problems_file, "--n", "1",
+                          "--out", str(tmp_path / "out")]) == 2
+    assert "could not load" in one_error_line(capsys)

@@ -82,14 +82,33 @@ def test_micro_batching_leaves_the_gradient_unchanged(agg, random_model_dir):
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5, 0.0, 0.0, 2.0, -2.0])
     ref_out = rollout.reference_pass(ref, roll, top_k=4)
     grads = []
-    for micro in (8, 3, 1):
-        cfg = train.parse_config(["--loss", "apo", "--agg", agg, "--micro-batch-size", str(micro),
-                                  "--max-new-tokens", "10", "--top-k", "4"])
+    width = roll.input_ids.shape[1]  # one row's padded tokens
+    for flags in (["--micro-batch-size", "8"], ["--micro-batch-size", "3"], ["--micro-batch-size", "1"],
+                  ["--micro-batch-tokens", str(3 * width)], ["--micro-batch-tokens", "1"]):  # token budgets
+        cfg = train.parse_config(["--loss", "apo", "--agg", agg, *flags, "--max-new-tokens", "10",
+                                  "--top-k", "4"])
         model.zero_grad()
         train.loss_and_backward(model, roll, adv, ref_out, cfg, _no_autocast)
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert grads[0].abs().sum() > 0
-    assert torch.allclose(grads[0], grads[1], atol=1e-6) and torch.allclose(grads[0], grads[2], atol=1e-6)
+    for g in grads[1:]:
+        assert torch.allclose(grads[0], g, atol=1e-6)
+
+
+def test_token_budget_micro_batches_cover_every_row_once_within_the_budget(random_model_dir):
+    model, tok = rollout.load_model_and_tokenizer(random_model_dir)
+    torch.manual_seed(1)
+    roll = rollout.sample(model, tok, ["What is 2 + 3?", "Solve for x: 2x = 14."], 6, max_new_tokens=16)
+    lengths = roll.completion_mask.sum(1)
+    for budget, cap in ((10**6, 0), (120, 0), (120, 2), (1, 0)):
+        groups = roll.micro_batches(budget, cap)
+        assert sorted(torch.cat(groups).tolist()) == list(range(12))  # every row exactly once
+        for g in groups:
+            mb = roll.rows(g).trimmed()
+            assert len(g) == 1 or mb.input_ids.numel() <= budget  # padded size within the budget
+            assert cap == 0 or len(g) <= cap
+            assert mb.completion_mask.sum() == lengths[g].sum()  # trimming dropped only padding
+    assert len(roll.micro_batches(10**6)) == 1 and len(roll.micro_batches(1)) == 12
 
 
 def _no_autocast():
