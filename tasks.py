@@ -4,95 +4,162 @@
 `--benchmarks arith`); toy/tiny_lm.py pre-trains the tiny math LM on their worked solutions.
 Nothing here knows about models or tensors, so the core may import it.
 
-    python tasks.py            # print a few problems of each split with a worked solution
+    python tasks.py            # print a few problems of each split with their worked solutions
 
-The task `arith` ("Compute 23 + 45 + 17."): the worked solutions add the three terms in one of
-the 3! = 6 orders,
-    23 + 45 = 68. 68 + 17 = 85. \\boxed{85}      or      45 + 17 = 62. 62 + 23 = 85. \\boxed{85}
-so every problem has several valid solution paths with different intermediate sums (and
-different carries): there is diversity to lose (METHOD.md §2). Train and test splits are
-disjoint *as multisets of terms* (a hash of the sorted terms picks the split), so
-"17 + 45 + 23" never leaks a test problem into training.
+The task `arith` ("Compute 52 - 37 + 28."): two solution strategies, one common, one rare.
+    left to right:   52 - 37 = 15. 15 + 28 = 43. \\boxed{43}
+    add first:       52 + 28 = 80. 80 - 37 = 43. \\boxed{43}
+Both use the same two skills (a two-digit subtraction and a two-digit addition) and part at one
+token, the sign after the first number. The task never writes a negative or a three-digit
+number, so left to right needs a >= b and "add first" needs a + c <= 99. Three kinds of
+problems (shares KIND_SHARE in every split):
+    both       a >= b, a + c <= 99     either strategy works
+    left_only  a >= b, a + c >= 100    only left to right works
+    hard       a < b,  a + c <= 99     only "add first" works
+The tiny LM's pre-training data (toy/tiny_lm.py) shows only `both` problems, with "add first"
+in a small share of them, so the base model meets a hard problem with a strong prior for the
+strategy that cannot work and solves it only when it samples its rare alternative. RL that
+sharpens left to right (rewarded on the left_only problems, and never wrong on `both`) can
+then forget the hard problems (METHOD.md §2): a known, countable kind of diversity to lose.
+
+Splits: a hash of (b, {a, c}) puts each problem in `train`, `val` or `test` (1 in 8 each for
+val and test), so a problem and its mirror "c - b + a" never sit in two splits. `val` is for
+tuning knobs (toy/lm_demo.py), `test` for the reported numbers.
 
 Departures: none from the paper, which trains on MATH; this task exists so that the whole
 pipeline (pre-training, RL, pass@k) runs on a CPU in minutes.
 """
 
 import hashlib
-import itertools
 import random
 
-TERMS = 3  # numbers per problem: 3! = 6 addition orders
-TERM_MIN, TERM_MAX = 10, 99  # two-digit terms: some carries, so errors depend on the order
-TEST_EVERY = 8  # 1 in 8 multisets of terms is held out (test split)
-SPLIT_SIZE = {"train": 4000, "test": 500}  # problems arith_problems() returns by default
+TERM_MIN, TERM_MAX = 10, 99  # two-digit terms: carries and borrows, so errors depend on the path
+KIND_SHARE = {"both": 0.25, "left_only": 0.45, "hard": 0.30}  # in every split (see above)
+SPLIT_BUCKETS = {"test": 0, "val": 1}  # hash % 8: bucket 0 is test, 1 is val, the rest train
+SPLIT_SIZE = {"train": 4000, "val": 500, "test": 500}  # problems arith_problems() returns by default
+STRATEGIES = ("left", "add_first")
 
 
-def is_test(terms):
-    """The split of a problem, from a hash of its sorted terms (order-free: no leaks)."""
-    key = "+".join(str(t) for t in sorted(terms)).encode()
-    return int(hashlib.md5(key).hexdigest(), 16) % TEST_EVERY == 0
+def split_of(terms):
+    """The split of a problem, from a hash that ignores the order of a and c (no leaks)."""
+    a, b, c = terms
+    key = f"{min(a, c)},{max(a, c)}|{b}".encode()
+    bucket = int(hashlib.md5(key).hexdigest(), 16) % 8
+    return next((s for s, i in SPLIT_BUCKETS.items() if i == bucket), "train")
+
+
+def kind_of(terms):
+    """"both", "left_only", "hard" (see the module docstring) or "neither" (never generated)."""
+    a, b, c = terms
+    if a >= b:
+        return "both" if a + c <= 99 else "left_only"
+    return "hard" if a + c <= 99 else "neither"
+
+
+def is_hard(terms):
+    """True when only "add first" works (a < b)."""
+    return kind_of(terms) == "hard"
 
 
 def problem_text(terms):
-    return "Compute " + " + ".join(str(t) for t in terms) + "."
+    a, b, c = terms
+    return f"Compute {a} - {b} + {c}."
 
 
-def solution_text(terms, order):
-    """The worked solution that adds `terms` in `order` (a permutation of their indices).
+def parse_problem(text):
+    """The terms (a, b, c) of a problem text.
 
-    >>> solution_text((23, 45, 17), (1, 2, 0))
-    '45 + 17 = 62. 62 + 23 = 85. \\\\boxed{85}'
+    >>> parse_problem("Compute 52 - 37 + 18.")
+    (52, 37, 18)
     """
-    total, steps = terms[order[0]], []
-    for i in order[1:]:
-        steps.append(f"{total} + {terms[i]} = {total + terms[i]}.")
-        total += terms[i]
-    return " ".join(steps) + f" \\boxed{{{total}}}"
+    a, rest = text[len("Compute "):-1].split(" - ")
+    b, c = rest.split(" + ")
+    return int(a), int(b), int(c)
+
+
+def solution_text(terms, strategy):
+    """The worked solution of `terms` by `strategy` ("left" or "add_first").
+
+    >>> solution_text((52, 37, 28), "left")
+    '52 - 37 = 15. 15 + 28 = 43. \\\\boxed{43}'
+    >>> solution_text((52, 37, 28), "add_first")
+    '52 + 28 = 80. 80 - 37 = 43. \\\\boxed{43}'
+    """
+    a, b, c = terms
+    if strategy not in valid_strategies(terms):
+        raise ValueError(f"{strategy} does not work on {terms}: it would write a negative or 3-digit number")
+    if strategy == "left":
+        return f"{a} - {b} = {a - b}. {a - b} + {c} = {a - b + c}. \\boxed{{{a - b + c}}}"
+    return f"{a} + {c} = {a + c}. {a + c} - {b} = {a - b + c}. \\boxed{{{a - b + c}}}"
+
+
+def valid_strategies(terms):
+    a, b, c = terms
+    return [s for s, ok in zip(STRATEGIES, (a >= b, a + c <= 99)) if ok]
 
 
 def all_solutions(terms):
-    """Every valid worked solution of a problem (one per addition order)."""
-    return [solution_text(terms, order) for order in itertools.permutations(range(len(terms)))]
+    """Every valid worked solution of a problem: both strategies, or the one that works."""
+    return [solution_text(terms, s) for s in valid_strategies(terms)]
 
 
-def _random_terms(rng):
-    return tuple(rng.randint(TERM_MIN, TERM_MAX) for _ in range(TERMS))
+def strategy_of(completion, terms):
+    """Which strategy a completion starts with: "left", "add_first" or "other".
+
+    >>> strategy_of("52 + 28 = 80. 80 - 37 = 43.", (52, 37, 28))
+    'add_first'
+    """
+    a, b, c = terms
+    text = completion.lstrip()
+    if text.startswith(f"{a} - {b} "):
+        return "left"
+    return "add_first" if text.startswith(f"{a} + {c} ") else "other"
+
+
+def random_terms(rng, kind):
+    """(a, b, c) of the given kind whose answer a - b + c is a two-digit number at most."""
+    while True:
+        terms = tuple(rng.randint(TERM_MIN, TERM_MAX) for _ in range(3))
+        if 0 <= terms[0] - terms[1] + terms[2] <= 99 and kind_of(terms) == kind:
+            return terms
+
+
+def pick_kind(rng):
+    return rng.choices(list(KIND_SHARE), weights=list(KIND_SHARE.values()))[0]
 
 
 def arith_problems(split, n=None):
-    """`n` distinct problems of `split` ("train" or "test"): [{"problem", "answer"}], deterministic.
+    """`n` distinct problems of `split` ("train", "val" or "test"): [{"problem", "answer"}],
+    deterministic; the three kinds in the shares KIND_SHARE.
 
     >>> arith_problems("test", 2)[1]
-    {'problem': 'Compute 75 + 30 + 29.', 'answer': '134'}
+    {'problem': 'Compute 26 - 71 + 49.', 'answer': '4'}
     """
     if split not in SPLIT_SIZE:
-        raise ValueError(f"arith has splits 'train' and 'test', not {split!r}")
+        raise ValueError(f"arith has splits {', '.join(SPLIT_SIZE)}, not {split!r}")
     n = SPLIT_SIZE[split] if n is None else n
     rng, seen, out = random.Random(f"arith-{split}"), set(), []
     while len(out) < n:
-        terms = _random_terms(rng)
-        if is_test(terms) == (split == "test") and terms not in seen:
+        terms = random_terms(rng, pick_kind(rng))
+        if split_of(terms) == split and terms not in seen:
             seen.add(terms)
-            out.append({"problem": problem_text(terms), "answer": str(sum(terms))})
+            out.append({"problem": problem_text(terms), "answer": str(sum(terms) - 2 * terms[1])})
     return out
 
 
-def sft_example(rng):
-    """(problem, worked solution) of a random *train* problem, in a random order."""
+def sft_example(rng, rare_share):
+    """(problem, worked solution) of a random `both` *train* problem: "add first" with
+    probability `rare_share`, else left to right. Other kinds never appear in pre-training."""
     while True:
-        terms = _random_terms(rng)
-        if not is_test(terms):
+        terms = random_terms(rng, "both")
+        if split_of(terms) == "train":
             break
-    order = list(range(TERMS))
-    rng.shuffle(order)
-    return problem_text(terms), solution_text(terms, order)
+    return problem_text(terms), solution_text(terms, "add_first" if rng.random() < rare_share else "left")
 
 
 if __name__ == "__main__":
     for split in SPLIT_SIZE:
-        rng = random.Random(0)
-        for p in arith_problems(split, 3):
-            terms = tuple(int(t) for t in p["problem"][len("Compute "):-1].split(" + "))
-            example = rng.choice(all_solutions(terms))
-            print(f"{split:<5} {p['problem']:<24} -> {p['answer']:<4} e.g. {example}")
+        for p in arith_problems(split, 4):
+            terms = parse_problem(p["problem"])
+            print(f"{split:<5} {kind_of(terms):<9} {p['problem']:<24} -> {p['answer']:<4} "
+                  + "  |  ".join(all_solutions(terms)))

@@ -1,31 +1,55 @@
-"""The tiny math LM: its task generator is right by verify.py, its splits are disjoint, and a
-much smaller build trains through train.py end to end (`--model PATH --dataset arith`)."""
+"""The tiny math LM: its task generator is right by verify.py, its splits are disjoint, a much
+smaller build trains through train.py end to end, and lm_demo's --quick run keeps its JSON contract."""
 
 import json
+import random
 
 import pytest
 
 import tasks
 import train
 import verify
-from toy import tiny_lm
+from toy import lm_demo, tiny_lm
 
 
 def test_every_worked_solution_is_correct_by_verify():
     for p in tasks.arith_problems("test", 50) + tasks.arith_problems("train", 50):
-        terms = tuple(int(t) for t in p["problem"][len("Compute "):-1].split(" + "))
+        terms = tasks.parse_problem(p["problem"])
+        a, b, c = terms
+        assert int(p["answer"]) == a - b + c >= 0
         solutions = tasks.all_solutions(terms)
-        assert len(solutions) == 6  # 3! addition orders: several valid paths per problem
-        for s in solutions:  # every addition order reaches the gold answer
+        assert len(solutions) == (2 if tasks.kind_of(terms) == "both" else 1)  # no negative intermediate
+        for s in solutions:  # every valid strategy reaches the gold answer
             assert verify.reward(s, p["answer"]) == 1.0
-        assert verify.reward(solutions[0].replace(p["answer"], str(int(p["answer"]) + 1)), p["answer"]) == 0.0
+        wrong = solutions[0].rsplit("\\boxed", 1)[0] + f"\\boxed{{{int(p['answer']) + 1}}}"
+        assert verify.reward(wrong, p["answer"]) == 0.0
 
 
-def test_train_and_test_splits_are_disjoint_as_multisets():
-    key = lambda p: tuple(sorted(p["problem"][len("Compute "):-1].split(" + ")))  # noqa: E731
-    train_keys = {key(p) for p in tasks.arith_problems("train")}
-    test_keys = {key(p) for p in tasks.arith_problems("test")}
-    assert test_keys and not train_keys & test_keys  # "17 + 45 + 23" never leaks "23 + 45 + 17"
+def test_only_the_rare_strategy_solves_a_hard_problem():
+    terms = (37, 52, 28)  # a < b: left to right would go negative
+    assert tasks.kind_of(terms) == "hard"
+    assert [tasks.strategy_of(" " + s, terms) for s in tasks.all_solutions(terms)] == ["add_first"]
+    assert tasks.strategy_of(" 37 - 52 = 15.", terms) == "left" and tasks.strategy_of(" 1", terms) == "other"
+    assert [tasks.strategy_of(s, (52, 37, 58)) for s in tasks.all_solutions((52, 37, 58))] == ["left"]  # 110
+
+
+def test_splits_are_disjoint_even_when_a_and_c_swap():
+    def key(p):
+        a, b, c = tasks.parse_problem(p["problem"])
+        return b, min(a, c), max(a, c)  # "a - b + c" and "c - b + a" are the same problem
+    keys = {s: {key(p) for p in tasks.arith_problems(s)} for s in tasks.SPLIT_SIZE}
+    assert all(keys.values())
+    assert not (keys["train"] & keys["test"] or keys["train"] & keys["val"] or keys["val"] & keys["test"])
+
+
+def test_kind_shares_are_as_designed_and_pretraining_shows_only_both():
+    problems = tasks.arith_problems("test")
+    for kind, share in tasks.KIND_SHARE.items():  # 500 problems: within ~3 standard errors
+        got = sum(tasks.kind_of(tasks.parse_problem(p["problem"])) == kind for p in problems) / len(problems)
+        assert abs(got - share) < 0.065
+    rng = random.Random(0)
+    kinds = {tasks.kind_of(tasks.parse_problem(tasks.sft_example(rng, 0.5)[0])) for _ in range(300)}
+    assert kinds == {"both"}
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +68,23 @@ def test_quick_build_trains_two_steps_through_train_py(quick_model, tmp_path):
 def test_a_build_is_reused_only_for_the_same_recipe(quick_model):
     assert tiny_lm.is_built(quick_model, tiny_lm.QUICK)
     assert not tiny_lm.is_built(quick_model, tiny_lm.Recipe())
+
+
+def test_k_star_interpolates_where_grpo_falls_below_base():
+    base = {k: 0.5 for k in lm_demo.KS}
+    grpo = {k: 0.5 + (0.1 if k <= 4 else -0.1) for k in lm_demo.KS}  # above up to 4, below from 8
+    assert lm_demo.k_star(base, grpo) == pytest.approx(2 ** 2.5, abs=0.1)
+    assert lm_demo.k_star(base, base) is None
+
+
+def test_quick_lm_demo_runs_end_to_end_and_writes_the_json_contract(tmp_path):
+    path = tmp_path / "demo.json"
+    lm_demo.main(["--quick", "--out", str(tmp_path / "out"), "--json", str(path), "--no-plot"])
+    result = json.loads(path.read_text())
+    assert {"config", "seconds", "methods"} <= set(result)
+    assert set(result["methods"]) == {"base", "grpo", "grpo_kl", "apo"}
+    for r in result["methods"].values():
+        for key in ("pass@1", "pass@64", "pass@1_se", "pass@64_se"):
+            assert 0.0 <= r[key] <= 1.0
+        assert [int(k) for k in r["curve"]] == list(lm_demo.KS)
+        assert r["curve"]["1"] == pytest.approx(r["pass@1"])

@@ -1,146 +1,399 @@
-"""GRPO vs APO on an actual transformer, on a CPU: the same train.py and eval.py as a GPU run.
+"""GRPO vs APO on an actual transformer, on a CPU: the problems RL forgets, and who keeps them.
 
-Run:  python toy/lm_demo.py                  (builds the tiny LM if needed; ~15 min on 2 cores)
-      python toy/lm_demo.py --steps 20 --problems 32 --n 16     (a few minutes: a smoke run)
+Run:  python toy/lm_demo.py                     one seed, the tuned knobs (~10-15 min on 2 cores)
+      python toy/lm_demo.py --seeds 3 --jobs 5  the README's table and figures (mean +- SE over seeds)
+      python toy/lm_demo.py --tune --jobs 7     the sweep of kl_coef and beta on the `val` split
+      python toy/lm_demo.py --quick             seconds: a much smaller model, every stage (CI)
 
-What it does:
-1. `toy/tiny_lm.py` builds (once) a ~1M-parameter Qwen2-architecture model pre-trained on the
-   `arith` task, whose problems have 6 valid solution paths (addition orders).
-2. `train.py --model tiny --dataset arith` trains it with `grpo`, `grpo_kl` and `apo`, from the
-   same start, with the same seed, prompts and budget (each a separate process, as a user runs
-   it), logging reward and safe-manifold mass per step (`--track-safe-mass`).
-3. `eval.py --benchmarks arith` (the held-out split) measures pass@k for k up to 64 for the base
-   model and each trained one, at the training temperature 1.0.
-4. A table on stdout, `OUT/lm_demo.json`, and a figure (pass@k curves; reward and safe-manifold
-   mass over training steps), `toy/lm_demo.png` by default.
+1. `toy/tiny_lm.py` builds (once) a ~1M-parameter Qwen2 pre-trained on `arith` (tasks.py,
+   "Compute a - b + c."), only on `both` problems: left to right in 96 % of its solutions, "add
+   a and c first" in 4 %. On `hard` problems (a < b, 30 % of every split) only "add first"
+   works; on `left_only` ones (a + c >= 100) only left to right.
+2. `train.py --model tiny --dataset arith` trains grpo, grpo_kl and apo from the same start,
+   prompts and budget (separate processes, as a user runs them), `--track-safe-mass` on.
+3. `eval.py` measures pass@k (k <= 64, temperature 1.0) on held-out problems and each
+   problem's c of n; a probe counts the strategies each model samples.
+4. A table, `OUT/lm_demo.json`, `toy/lm_demo.png` and `toy/lm_forgotten.png` (the held-out
+   problems the base model solves within 64 samples and GRPO never does, and who keeps them).
 
-Departures from train.py's defaults, with reasons: a learning rate of 5e-5 instead of 1e-6 (a
-1M-parameter model needs larger steps than a 1.5B one; at 3e-4 and above, Adam's normalised
-updates wreck the tiny model's arithmetic within a few steps and the reward falls to 0), 8
-prompts x G = 8 per step, 48 new tokens (a worked solution is ~25 tokens).
+Fairness (STYLE rule 14): `--tune` gives kl_coef and beta three settings each on the `val`
+split with seed TUNE_SEED, neither of them reported; the rule, fixed before the sweep, takes
+the highest (pass@1 + pass@64) / 2 on `val`. Defaults kl_coef 0.01, beta 0.2 are its picks.
+
+Departures from train.py's defaults: lr 1e-4, not 1e-6 (a 1M-parameter model needs larger
+steps, and 200 steps must fit a CPU budget; 3e-4 and above wrecks its arithmetic); 8 prompts x
+G = 8; 48 new tokens. `--jobs J` runs J processes at once with cores / J threads each.
 """
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # `python toy/lm_demo.py`: the repository root is not on the path
+    sys.path.insert(0, ROOT)
+import tasks  # noqa: E402
+from toy import tiny_lm  # noqa: E402
+
 METHODS = ("grpo", "grpo_kl", "apo")
 KS = (1, 2, 4, 8, 16, 32, 64)
+TUNE_SEED = 100  # the sweep's seed: never a report seed (0 .. seeds-1)
+KL_GRID = (1e-3, 1e-2, 1e-1)  # kl_coef settings tried by --tune
+BETA_GRID = (0.05, 0.1, 0.2)  # beta settings tried by --tune (the paper's 0.1 in the middle)
+PROBE = (64, 16)  # strategy probe: held-out problems x samples each
+STYLE = {"base": ("0.45", "--"), "grpo": ("C0", "-"), "grpo_kl": ("C1", "-"),
+         "kl_on_wrong": ("C2", "-"), "apo": ("C3", "-")}  # colour, line style: as the tree toy
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--steps", type=int, default=300, help="RL steps per method")
-    ap.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate for RL")
+    ap.add_argument("--steps", type=int, default=200, help="RL steps per method")
+    ap.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate for RL")
     ap.add_argument("--prompts-per-step", type=int, default=8, help="B prompts per step")
     ap.add_argument("--group-size", type=int, default=8, help="G completions per prompt")
     ap.add_argument("--max-new-tokens", type=int, default=48, help="completion budget")
-    ap.add_argument("--beta", type=float, default=0.1, help="APO pull (the paper's 0.1)")
-    ap.add_argument("--kl-coef", type=float, default=1e-3, help="k3 weight for grpo_kl")
+    ap.add_argument("--beta", type=float, default=0.2, help="APO pull (chosen by --tune)")
+    ap.add_argument("--kl-coef", type=float, default=1e-2, help="k3 weight for grpo_kl (chosen by --tune)")
     ap.add_argument("--n", type=int, default=64, help="samples per held-out problem for pass@k")
-    ap.add_argument("--problems", type=int, default=128, help="held-out problems evaluated")
-    ap.add_argument("--seed", type=int, default=0, help="seed shared by every method")
+    ap.add_argument("--problems", type=int, default=256, help="held-out problems evaluated")
+    ap.add_argument("--seeds", type=int, default=1, help="report seeds 0..seeds-1 (mean +- SE)")
+    ap.add_argument("--tune", action="store_true", help="run the kl_coef / beta sweep on `val` instead")
+    ap.add_argument("--jobs", type=int, default=1, help="runs (train or eval) at a time, cores shared")
+    ap.add_argument("--quick", action="store_true", help="a tiny model and a few steps: seconds (CI)")
     ap.add_argument("--model", default="tiny", help="start model (default: the tiny LM, built if needed)")
     ap.add_argument("--out", default="runs/lm_demo", help="runs, evaluations and lm_demo.json")
-    ap.add_argument("--plot", default=os.path.join(ROOT, "toy", "lm_demo.png"), help="PNG path")
-    ap.add_argument("--no-plot", action="store_true", help="skip the figure")
+    ap.add_argument("--json", default=None, help="also write the summary here")
+    ap.add_argument("--plot", default=os.path.join(ROOT, "toy", "lm_demo.png"), help="main figure")
+    ap.add_argument("--plot-forgotten", default=os.path.join(ROOT, "toy", "lm_forgotten.png"), help="PNG")
+    ap.add_argument("--no-plot", action="store_true", help="skip the figures")
     args = ap.parse_args(argv)
-    if args.n < 1 or args.steps < 1 or args.problems < 1:
-        ap.error("--n, --steps and --problems must be at least 1")
+    if args.quick:  # every stage, on a model that builds in seconds; numbers mean nothing
+        args.steps, args.prompts_per_step, args.group_size, args.problems = 2, 2, 4, 4
+        args.max_new_tokens, args.jobs = 24, max(args.jobs, 4)  # 4 at a time: mostly Python start-up
+    if args.n < max(KS) or args.steps < 1 or args.problems < 1 or args.seeds < 1:
+        ap.error(f"--n must be at least {max(KS)}; --steps, --problems and --seeds at least 1")
     return args
 
 
-def run(script, *argv):
-    """One of the project's entry points in its own process; stop the demo if it fails."""
-    cmd = [sys.executable, os.path.join(ROOT, script), *map(str, argv)]
-    print("$ " + " ".join(cmd[1:]), flush=True)
-    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
-        raise SystemExit(f"error: {script} failed; its message is above")
+def run_all(jobs, args):
+    """Run each (log name, script, argv) of `jobs` as its own process, args.jobs at a time; stop
+    the demo if one fails. With several at a time each gets cores / jobs threads and a log file."""
+    pending, running = list(jobs), []
+    threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            name, script, argv = pending.pop(0)
+            cmd = [sys.executable, os.path.join(ROOT, script), *map(str, argv)]
+            print("$ " + " ".join(cmd[1:]), flush=True)
+            log = open(os.path.join(args.out, f"{name}.log"), "w") if args.jobs > 1 else None
+            env = dict(os.environ, OMP_NUM_THREADS=threads) if args.jobs > 1 else None
+            running.append((name, subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log, env=env), log))
+        time.sleep(0.2)
+        for job in [j for j in running if j[1].poll() is not None]:
+            running.remove(job)
+            if job[2]:
+                job[2].close()
+            if job[1].returncode != 0:
+                raise SystemExit(f"error: {job[0]} failed; see its message above or {args.out}/{job[0]}.log")
+
+
+def base_model(args):
+    if args.quick:
+        path = os.path.join(args.out, "quick_model")
+        return path if tiny_lm.is_built(path, tiny_lm.QUICK) else tiny_lm.build(path, tiny_lm.QUICK, False)
+    return tiny_lm.ensure_tiny_model() if args.model == "tiny" else args.model
+
+
+def write_split(args, split):
+    """The held-out problems of `split` as a .jsonl that eval.py reads (benchmark = its stem)."""
+    path = os.path.join(args.out, f"arith_{split}.jsonl")
+    with open(path, "w") as f:
+        f.writelines(json.dumps(p) + "\n" for p in tasks.arith_problems(split, args.problems))
+    return path
+
+
+def train_job(args, method, seed, base, out, **knobs):
+    """The train.py command of one run (a job for run_all)."""
+    return (os.path.basename(out), "train.py", [
+        "--model", base, "--dataset", "arith", "--loss", method, "--steps", args.steps, "--lr", args.lr,
+        "--prompts-per-step", args.prompts_per_step, "--group-size", args.group_size,
+        "--max-new-tokens", args.max_new_tokens, "--beta", knobs.get("beta", args.beta),
+        "--kl-coef", knobs.get("kl_coef", args.kl_coef), "--seed", seed, "--micro-batch-size", 32,
+        "--gen-batch-size", 256, "--save-every", args.steps, "--keep-checkpoints", 1,
+        "--sample-every", 50, "--track-safe-mass", "--out", out])
+
+
+def read_curves(out):
+    rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    return {key: [r.get(key) for r in rows] for key in ("step", "reward_mean", "safe_mass", "entropy")}
+
+
+def eval_job(args, model, split_file, seed, out):
+    """The eval.py command that writes pass@k (results.json) and each problem's c (samples.jsonl)."""
+    return (os.path.basename(out), "eval.py", [
+        "--model", model, "--out", out, "--benchmarks", split_file, "--n", args.n,
+        "--k", ",".join(map(str, KS)), "--temperature", 1.0, "--max-new-tokens", args.max_new_tokens,
+        "--batch-size", 1024, "--seed", seed])
+
+
+def read_eval(out, split_file):
+    name = os.path.splitext(os.path.basename(split_file))[0]
+    res = json.load(open(os.path.join(out, "results.json")))["benchmarks"][name]
+    res["c"] = [json.loads(line)["c"] for line in open(os.path.join(out, "samples.jsonl"))]
+    return res
+
+
+def probe(model, args, seed):
+    """Share of held-out samples that "add first", per kind of problem."""
+    res = tiny_lm.sampled_pass_at_k(model, 4 if args.quick else PROBE[0], PROBE[1], seed=seed)
+    return res["add_first share"]
+
+
+def pass_at_k(n, c, k):
+    """Unbiased 1 - C(n-c, k)/C(n, k), as eval.pass_at_k (toy/ does not import entry points)."""
+    return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def mean_se(xs):
+    """Mean and standard error over seeds (0 for one seed)."""
+    m = sum(xs) / len(xs)
+    var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
+    return m, math.sqrt(var / len(xs))
+
+
+def k_star(base_curve, grpo_curve):
+    """Where GRPO's mean pass@k curve falls below base's, interpolated in log2 k; None if never."""
+    diffs = [grpo_curve[k] - base_curve[k] for k in KS]
+    for (k0, d0), (k1, d1) in zip(zip(KS, diffs), zip(KS[1:], diffs[1:])):
+        if d0 >= 0 > d1:
+            return round(2 ** (math.log2(k0) + d0 / (d0 - d1) * (math.log2(k1) - math.log2(k0))), 1)
+    return KS[0] if diffs[0] < 0 else None
+
+
+def summarise(per_seed):
+    """{method: [eval result per seed]} -> the JSON contract's per-method numbers."""
+    out = {name: {"curve": {k: mean_se([r[f"pass@{k}"] for r in runs])[0] for k in KS},
+                  "per_seed_curve": {k: [r[f"pass@{k}"] for r in runs] for k in KS}}
+           for name, runs in per_seed.items()}
+    for name, runs in per_seed.items():
+        for k in (1, max(KS)):
+            out[name][f"pass@{k}"], out[name][f"pass@{k}_se"] = mean_se([r[f"pass@{k}"] for r in runs])
+    return out
+
+
+def forgotten(per_seed, kinds):
+    """Problems the base model solves (c >= 1 in some seed) and GRPO never (c = 0 in every seed),
+    with each model's solve rate c/n pooled over seeds."""
+    rate = {name: [sum(col) / (len(col) * runs[0]["n"]) for col in zip(*[r["c"] for r in runs])]
+            for name, runs in per_seed.items()}
+    solved = [sum(col) > 0 for col in zip(*[r["c"] for r in per_seed["base"]])]
+    never = [sum(col) == 0 for col in zip(*[r["c"] for r in per_seed["grpo"]])]
+    idx = sorted((i for i in range(len(kinds)) if solved[i] and never[i]), key=lambda i: -rate["base"][i])
+    return {"index": idx, "kinds": kinds, "rate": rate,
+            "kept": {m: sum(any(r["c"][i] > 0 for r in per_seed[m]) for i in idx) for m in per_seed}}
+
+
+def print_table(summary, title):
+    print(f"\n{title}\n{'method':<9}" + "".join(f"{'pass@' + str(k):>8}" for k in KS)
+          + f"{'pass@1 +- SE':>17}{'pass@64 +- SE':>17}")
+    for name, r in summary.items():
+        print(f"{name:<9}" + "".join(f"{r['curve'][k]:>8.3f}" for k in KS)
+              + f"{r['pass@1']:>10.3f} +- {r['pass@1_se']:.3f}{r['pass@64']:>10.3f} +- {r['pass@64_se']:.3f}")
+
+
+def print_derived(d, args):
+    print(f"k* (GRPO below base) = {d['k_star']}; GRPO pass@64 change {-d['grpo_pass@64_loss']:+.3f}, "
+          f"pass@1 change {d['grpo_pass@1_gain']:+.3f}")
+    for m in METHODS[1:]:
+        rec, keep = d[f"{m}_recovers"], d[f"{m}_keeps_gain"]
+        print(f"{m}: recovers {'-' if rec is None else f'{rec:.0%}'} of GRPO's pass@64 loss, keeps "
+              f"{'-' if keep is None else f'{keep:.0%}'} of its pass@1 gain")
+    print(f"forgotten (base solves within {args.n}, GRPO never): {d['forgotten']} problems; still solved by: "
+          + ", ".join(f"{m} {v}" for m, v in d["forgotten_kept"].items()))
+    for key, by_kind in ((key, d["by_kind"]) for key in d["by_kind"]["base"]):
+        print(f"{key:<18}" + ", ".join(f"{m} {v[key][0]:.3f} +- {v[key][1]:.3f}" for m, v in by_kind.items()))
+    print("'add first' share of samples (both / left_only / hard): " + ", ".join(
+        f"{m} " + " / ".join(f"{x:.3f}" for x in v.values()) for m, v in d["add_first_share"].items()))
+
+
+def report_seeds(args, base):
+    """Train and evaluate every method on every report seed; the summary (the JSON contract)."""
+    test_file, problems = write_split(args, "test"), tasks.arith_problems("test", args.problems)
+    kinds = [tasks.kind_of(tasks.parse_problem(p["problem"])) for p in problems]
+    seeds, t, out = range(args.seeds), time.time(), args.out
+    run_all([train_job(args, m, s, base, os.path.join(out, f"{m}_s{s}")) for s in seeds for m in METHODS],
+            args)
+    seconds = {"train": round(time.time() - t)}
+    model = {(m, s): base if m == "base" else os.path.join(args.out, f"{m}_s{s}", "final")
+             for m in ("base",) + METHODS for s in seeds}
+    t = time.time()
+    run_all([eval_job(args, path, test_file, s, os.path.join(args.out, f"eval_{m}_s{s}"))
+             for (m, s), path in model.items()], args)
+    seconds["eval"] = round(time.time() - t)
+    per_seed = {m: [read_eval(os.path.join(args.out, f"eval_{m}_s{s}"), test_file) for s in seeds]
+                for m in ("base",) + METHODS}
+    curves = {m: [read_curves(os.path.join(args.out, f"{m}_s{s}")) for s in seeds] for m in METHODS}
+    strategies = {m: [probe(model[m, s], args, s) for s in seeds] for m in ("base",) + METHODS}
+    summary = summarise(per_seed)
+    ks = k_star(summary["base"]["curve"], summary["grpo"]["curve"])
+    lost = summary["base"]["pass@64"] - summary["grpo"]["pass@64"]
+    gain = summary["grpo"]["pass@1"] - summary["base"]["pass@1"]
+    derived = {"k_star": ks, "grpo_pass@64_loss": lost, "grpo_pass@1_gain": gain}
+    for m in ("grpo_kl", "apo"):  # the issue's targets, as fractions of GRPO's loss and gain
+        r = summary[m]
+        derived[f"{m}_recovers"] = (r["pass@64"] - summary["grpo"]["pass@64"]) / lost if lost > 0 else None
+        derived[f"{m}_keeps_gain"] = (r["pass@1"] - summary["base"]["pass@1"]) / gain if gain > 0 else None
+    for_figure = forgotten(per_seed, kinds)
+    derived["forgotten"], derived["forgotten_kept"] = len(for_figure["index"]), for_figure["kept"]
+    derived["add_first_share"] = {m: {kind: mean_se([x[kind] for x in v])[0] for kind in tasks.KIND_SHARE}
+                                  for m, v in strategies.items()}
+    derived["by_kind"] = {m: {f"{kind} pass@{k}": mean_se([  # each kind of problem apart
+        sum(pass_at_k(r["n"], c, k) for c, x in zip(r["c"], kinds) if x == kind) / max(1, kinds.count(kind))
+        for r in runs]) for kind in tasks.KIND_SHARE for k in (1, max(KS))} for m, runs in per_seed.items()}
+    return summary, derived, curves, for_figure, seconds
+
+
+def tune(args, base):
+    """The sweep: KL_GRID for grpo_kl, BETA_GRID for apo, on `val` with TUNE_SEED; the rule picks."""
+    val_file, rows, runs = write_split(args, "val"), [], []
+    for method, knob, grid in (("grpo_kl", "kl_coef", KL_GRID), ("apo", "beta", BETA_GRID)):
+        runs += [(method, knob, v, os.path.join(args.out, f"tune_{method}_{knob}{v:g}")) for v in grid]
+    ref = os.path.join(args.out, "tune_grpo")  # GRPO and base: a reference for the reader, not tuned
+    run_all([train_job(args, "grpo", TUNE_SEED, base, ref)]
+            + [train_job(args, m, TUNE_SEED, base, out, **{knob: v}) for m, knob, v, out in runs], args)
+    run_all([eval_job(args, base, val_file, TUNE_SEED, os.path.join(args.out, "tune_base_eval")),
+             eval_job(args, os.path.join(ref, "final"), val_file, TUNE_SEED, ref + "_eval")]
+            + [eval_job(args, os.path.join(out, "final"), val_file, TUNE_SEED, out + "_eval")
+               for m, knob, v, out in runs], args)
+    for name, out in (("base", os.path.join(args.out, "tune_base")), ("grpo", ref)):
+        r = read_eval(out + "_eval", val_file)
+        print(f"reference {name}: val pass@1 {r['pass@1']:.3f} pass@64 {r['pass@64']:.3f}")
+        rows.append({"method": name, "pass@1": r["pass@1"], "pass@64": r["pass@64"]})
+    for method, knob, value, out in runs:
+        r = read_eval(out + "_eval", val_file)
+        rows.append({"method": method, knob: value, "pass@1": r["pass@1"], "pass@64": r["pass@64"],
+                     "score": (r["pass@1"] + r["pass@64"]) / 2})
+    choice = {m: max((r for r in rows if r["method"] == m), key=lambda r: r["score"]) for m in METHODS[1:]}
+    print("\nval split, seed %d, rule max (pass@1 + pass@64)/2" % TUNE_SEED)
+    for r in rows[2:]:
+        knob = "kl_coef" if "kl_coef" in r else "beta"
+        mark = " <- chosen" if r is choice[r["method"]] else ""
+        print(f"{r['method']:<8} {knob}={r[knob]:<6g} pass@1 {r['pass@1']:.3f} pass@64 {r['pass@64']:.3f} "
+              f"score {r['score']:.3f}{mark}")
+    return {"rows": rows, "chosen": {m: c.get("kl_coef", c.get("beta")) for m, c in choice.items()}}
+
+
+def smooth(values, width=10):
+    values = [v for v in values if v is not None]
+    return [sum(values[max(0, i - width + 1):i + 1]) / min(i + 1, width) for i in range(len(values))]
+
+
+def plot_main(summary, derived, curves, args):
+    """pass@k +- SE; reward, safe-manifold mass and entropy over training; what each model samples."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(2, 3, figsize=(15, 8))
+    ax = ax.ravel()
+    for name, r in summary.items():
+        color, line = STYLE[name]
+        ses = [mean_se(r["per_seed_curve"][k])[1] for k in KS]
+        ax[0].errorbar(KS, [r["curve"][k] for k in KS], yerr=ses, marker="o", ms=4, capsize=3, color=color,
+                       linestyle=line, label=name)
+    ax[0].set(xscale="log", xlabel="k", ylabel="pass@k", title="held-out arith: pass@k (+- SE over seeds)")
+    ax[0].set_xticks(KS, [str(k) for k in KS])
+    panels = (("reward_mean", "training reward"), ("safe_mass", "mass on the reference top-8"),
+              ("entropy", "policy entropy (nats / token)"))
+    for i, (key, label) in enumerate(panels, start=1):
+        for m, runs in curves.items():
+            for j, c in enumerate(runs):
+                ax[i].plot(c["step"], smooth(c[key]), color=STYLE[m][0], alpha=0.8, label=None if j else m)
+        ax[i].set(xlabel="RL step", title=label + " (mean of 10 steps)")
+    names, kinds = list(summary), list(tasks.KIND_SHARE)
+    for i, name in enumerate(names):  # grouped bars: one group per kind of problem, one bar per model
+        xs, vals = [x + 0.2 * i - 0.3 for x in range(len(kinds))], derived["by_kind"][name]
+        ax[4].bar(xs, [derived["add_first_share"][name][k] for k in kinds], width=0.2, color=STYLE[name][0])
+        ax[5].bar(xs, [vals[f"{k} pass@64"][0] for k in kinds], yerr=[vals[f"{k} pass@64"][1] for k in kinds],
+                  width=0.2, color=STYLE[name][0], label=name, capsize=2)
+    ax[4].set(ylabel="share of samples", yscale="log", title="samples that 'add first'")
+    ax[5].set(ylabel="pass@64 (+- SE over seeds)", title="pass@64 by kind of problem")
+    for a in ax[4:]:
+        a.set_xticks(range(len(kinds)), kinds)
+    for a in ax[[0, 1, 2, 3, 5]]:
+        a.legend(fontsize=8)
+    fig.suptitle(f"tiny LM on CPU: {args.steps} steps, B={args.prompts_per_step}, G={args.group_size}, "
+                 f"lr={args.lr}, beta={args.beta}, kl_coef={args.kl_coef}; n={args.n} x {args.problems} "
+                 f"held-out problems, {args.seeds} seed(s)")
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=100)
+    print(f"figure: {args.plot}")
+
+
+def plot_forgotten(f, args, problems, shown=40):
+    """Left: the problems GRPO forgot, one row each, coloured by solve rate. Right: base c/n
+    against each trained model's c/n for every held-out problem."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    names = list(f["rate"])
+    fig = plt.figure(figsize=(15, 6))
+    grid = fig.add_gridspec(1, 4, width_ratios=[1.2, 1, 1, 1])
+    a0 = fig.add_subplot(grid[0])
+    rows = f["index"][:shown]
+    cells = [[f["rate"][m][i] for m in names] for i in rows] or [[0.0] * len(names)]
+    im = a0.imshow(cells, aspect="auto", cmap="viridis", vmin=0, vmax=max(0.05, max(map(max, cells))))
+    a0.set_xticks(range(len(names)), names)
+    a0.set_yticks(range(len(rows)), [f"{problems[i]['problem'][8:-1]} ({f['kinds'][i]})" for i in rows],
+                  fontsize=6)
+    a0.set_title(f"forgotten by GRPO: {len(f['index'])} problems\n(base solves, GRPO never)", fontsize=9)
+    fig.colorbar(im, ax=a0, label="solve rate c/n (pooled over seeds)")
+    for j, m in enumerate(METHODS):
+        a = fig.add_subplot(grid[j + 1])
+        for kind, marker in zip(tasks.KIND_SHARE, ("o", "s", "^")):  # hollow: both strategies work
+            xs = [f["rate"]["base"][i] for i, x in enumerate(f["kinds"]) if x == kind]
+            ys = [f["rate"][m][i] for i, x in enumerate(f["kinds"]) if x == kind]
+            a.scatter(xs, ys, s=14, marker=marker, edgecolors=STYLE[m][0], alpha=0.6, label=kind,
+                      facecolors="none" if kind == "both" else STYLE[m][0])
+        a.plot([0, 1], [0, 1], color=STYLE["base"][0], linestyle="--", lw=1)
+        sqrt = (lambda x: np.sqrt(np.clip(x, 0, None)), np.square)  # spreads out the rarely solved
+        a.set_xscale("function", functions=sqrt)
+        a.set_yscale("function", functions=sqrt)
+        a.set(xlabel="base c/n (square-root axis)", ylabel=f"{m} c/n", xlim=(0, 1), ylim=(0, 1),
+              title=f"{m}: solves {f['kept'][m]} of the {len(f['index'])} forgotten")
+        a.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(args.plot_forgotten, dpi=100)
+    print(f"figure: {args.plot_forgotten}")
 
 
 def main(argv=None):
     args = parse_args(argv)
     t0 = time.time()
-    sys.path.insert(0, ROOT)
-    from toy import tiny_lm
-    base = tiny_lm.ensure_tiny_model() if args.model == "tiny" else args.model  # build once, here
-    ks = [k for k in KS if k <= args.n]
-    common_eval = ["--benchmarks", "arith", "--n", args.n, "--k", ",".join(map(str, ks)),
-                   "--temperature", 1.0, "--max-new-tokens", args.max_new_tokens, "--limit", args.problems,
-                   "--batch-size", 1024, "--seed", args.seed]
-    seconds = {}
-    for method in METHODS:
-        start = time.time()
-        run("train.py", "--model", base, "--dataset", "arith", "--loss", method, "--steps", args.steps,
-            "--lr", args.lr, "--prompts-per-step", args.prompts_per_step, "--group-size", args.group_size,
-            "--max-new-tokens", args.max_new_tokens, "--beta", args.beta, "--kl-coef", args.kl_coef,
-            "--seed", args.seed, "--micro-batch-size", 32, "--gen-batch-size", 256, "--save-every",
-            args.steps, "--sample-every", 25, "--track-safe-mass", "--out", os.path.join(args.out, method))
-        seconds[method] = time.time() - start
-    results, curves = {}, {}
-    for name in ("base",) + METHODS:
-        model = base if name == "base" else os.path.join(args.out, name, "final")
-        out = os.path.join(args.out, f"eval_{name}")
-        run("eval.py", "--model", model, "--out", out, *common_eval)
-        with open(os.path.join(out, "results.json")) as f:
-            results[name] = json.load(f)["benchmarks"]["arith"]
-        if name != "base":
-            with open(os.path.join(args.out, name, "metrics.jsonl")) as f:
-                rows = [json.loads(line) for line in f]
-            curves[name] = {key: [r.get(key) for r in rows] for key in ("step", "reward_mean", "safe_mass")}
-    print_table(results, ks)
-    summary = {"config": vars(args), "train_seconds": seconds, "seconds": time.time() - t0,
-               "methods": results, "curves": curves}
-    with open(os.path.join(args.out, "lm_demo.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    if not args.no_plot:
-        plot(results, curves, ks, args)
-    print("train seconds: " + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items())
-          + f"; total {time.time() - t0:.0f} s")
-    return summary
-
-
-def print_table(results, ks):
-    print(f"\nheld-out arith, pass@k (unbiased, temperature 1.0)\n{'method':<10}"
-          + "".join(f"{'pass@' + str(k):>9}" for k in ks))
-    for name, r in results.items():
-        print(f"{name:<10}" + "".join(f"{r[f'pass@{k}']:>9.3f}" for k in ks))
-
-
-def smooth(values, width=10):
-    values = [v for v in values if v is not None]
-    return [sum(values[max(0, i - width + 1):i + 1]) / len(values[max(0, i - width + 1):i + 1])
-            for i in range(len(values))]
-
-
-def plot(results, curves, ks, args):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4))
-    color = {name: f"C{i}" for i, name in enumerate(results)}
-    for name, r in results.items():
-        ax[0].plot(ks, [r[f"pass@{k}"] for k in ks], marker="o", color=color[name], label=name,
-                   linestyle="--" if name == "base" else "-")
-    ax[0].set(xscale="log", xlabel="k", ylabel="pass@k", title="held-out arith: pass@k")
-    ax[0].set_xticks(ks, [str(k) for k in ks])
-    for name, c in curves.items():
-        ax[1].plot(c["step"], smooth(c["reward_mean"]), color=color[name], label=name)
-        ax[2].plot(c["step"], smooth(c["safe_mass"]), color=color[name], label=name)
-    ax[1].set(xlabel="step", ylabel="reward (mean of 10 steps)", title="training reward")
-    ax[2].set(xlabel="step", ylabel="sum of pi over the reference top-8", title="safe-manifold mass")
-    for a in ax:
-        a.legend(fontsize=8)
-    fig.suptitle(f"tiny LM on CPU: {args.steps} steps, B={args.prompts_per_step}, G={args.group_size}, "
-                 f"lr={args.lr}, beta={args.beta}, n={args.n} samples x {args.problems} problems")
-    fig.tight_layout()
-    fig.savefig(args.plot, dpi=110)
-    print(f"figure: {args.plot}")
+    os.makedirs(args.out, exist_ok=True)
+    base = base_model(args)
+    if args.tune:
+        result = {"config": vars(args), "tune": tune(args, base), "seconds": round(time.time() - t0)}
+    else:
+        summary, derived, curves, for_figure, seconds = report_seeds(args, base)
+        print_table(summary, f"held-out arith ({args.problems} problems x n = {args.n}, temperature 1.0), "
+                             f"pass@k mean over {args.seeds} seed(s)")
+        print_derived(derived, args)
+        result = {"config": vars(args), "seconds": round(time.time() - t0), "methods": summary,
+                  "derived": derived, "train_seconds": seconds, "curves": curves}
+        if not args.no_plot:
+            plot_main(summary, derived, curves, args)
+            plot_forgotten(for_figure, args, tasks.arith_problems("test", args.problems))
+    for path in filter(None, (os.path.join(args.out, "lm_demo.json"), args.json)):
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+    print(f"total {time.time() - t0:.0f} s")
+    return result
 
 
 if __name__ == "__main__":

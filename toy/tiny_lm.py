@@ -7,9 +7,11 @@ Run:  python toy/tiny_lm.py            build it (or reuse the cache) and print S
 Nobody can download weights here, so the project grows its own small model and runs the *same*
 train.py / eval.py on it (METHOD.md §5, "in spirit"). Three parts:
 
-1. The task: `arith` from tasks.py ("Compute 23 + 45 + 17.", six valid addition orders per
-   problem, train and test splits disjoint as multisets of terms). The SFT data samples the
-   order uniformly, so every problem has several valid solution paths (METHOD.md §2).
+1. The task: `arith` from tasks.py ("Compute 52 - 37 + 28."), solved left to right or by
+   adding a and c first. The SFT data shows only problems where both work, "add first" in
+   rare_share of them: the base model's prior over strategies is skewed on purpose, so that
+   the hard problems (a < b: only "add first" works) are solved, rarely, by its rare strategy
+   (METHOD.md §2). Train, val and test splits are disjoint.
 2. The tokenizer: toy/random_qwen2.py's byte-level BPE with Qwen2's pre-tokenizer (each digit
    its own token), its merges learned from the prompt and worked solutions, pad == EOS, left
    padding, and *no* chat template, so rollout.py uses its plain "Question: ...\\nAnswer:"
@@ -17,8 +19,9 @@ train.py / eval.py on it (METHOD.md §5, "in spirit"). Three parts:
    eval will show.
 3. The model: toy/random_qwen2.py's Qwen2 (grouped-query attention, RoPE, tied embeddings) at
    about a million parameters, pre-trained by plain next-token prediction on the worked
-   solutions (loss on the completion tokens only), deliberately *undertrained* so that RL
-   starts from a model that solves some problems, not all.
+   solutions (loss on the completion tokens only), for 1000 steps: enough to do the arithmetic
+   (pass@1 0.79-0.91 on the kinds of problems it was trained on), and to keep "add first" at
+   ~10 % of its samples on the hard problems it never saw.
 
 The result is saved with save_pretrained in a cache folder, `$APO_CACHE/tiny_lm` (default
 `~/.cache/apo/tiny_lm`), built on first use and reused afterwards; `build_info.json` records
@@ -26,8 +29,8 @@ the recipe, and a cache built from another recipe is rebuilt.
 
 Departures (from how the paper's base models came to be), with reasons:
 1. Pre-training is a few minutes of SFT on one synthetic task, not web-scale pre-training plus
-   math: all a reader's CPU can afford. The model's "prior" over solution paths is therefore
-   exactly the uniform mixture of orders in its SFT data, a known quantity.
+   math: all a reader's CPU can afford. The model's prior over strategies is therefore the
+   known mixture in its SFT data (rare_share), not an accident of web text.
 2. No chat template: Qwen2.5-Math base models are also prompted without one in most RLVR
    recipes, and it keeps prompts short.
 """
@@ -56,7 +59,7 @@ import verify  # noqa: E402
 from toy.random_qwen2 import qwen2_model, train_tokenizer  # noqa: E402
 
 TINY_MODEL = "tiny"  # --model tiny in train.py and eval.py
-RECIPE = "arith-v1"  # bump when the task, tokenizer or SFT recipe changes: caches rebuild
+RECIPE = "arith-v2"  # v2: "a - b + c", two strategies; hard problems (a < b) never in SFT
 MAX_POSITIONS = 256  # the longest prompt + completion is ~80 tokens
 CHECK_BATCH = 32  # problems per sample() call in the SFT quality check (x n samples each)
 
@@ -68,10 +71,11 @@ class Recipe:
     hidden: int = 128  # model width
     layers: int = 4  # transformer blocks
     heads: int = 4  # query heads (2 key/value heads: grouped-query attention, as Qwen2)
-    steps: int = 600  # SFT optimizer steps: undertrained on purpose (400: pass@1 0.08, 800: 0.68)
+    steps: int = 1000  # SFT optimizer steps (600: pass@1 on `both` problems 0.08; 1000: 0.81)
     batch_size: int = 64  # SFT sequences per step
     lr: float = 2e-3  # AdamW peak learning rate, cosine to 10 % after a short warmup
     warmup: int = 100  # linear warmup steps
+    rare_share: float = 0.04  # SFT solutions that "add first"; the rest go left to right
     seed: int = 0  # weights, SFT data order
 
 
@@ -83,9 +87,9 @@ QUICK = Recipe(vocab_size=300, hidden=32, layers=2, heads=4, steps=20, batch_siz
 def arith_tokenizer(vocab_size):
     """The tiny LM's tokenizer: merges learned from the prompt template and worked solutions."""
     rng = random.Random("arith-tokenizer")
-    plain = rollout.format_prompt(None, "Compute 1 + 2 + 3.")  # no tokenizer: the plain template
+    plain = rollout.format_prompt(None, "Compute 3 - 2 + 1.")  # no tokenizer: the plain template
     corpus = [plain] * 50 + [rollout.format_prompt(None, p) + " " + s
-                             for p, s in (tasks.sft_example(rng) for _ in range(500))]
+                             for p, s in (tasks.sft_example(rng, 0.5) for _ in range(500))]
     return train_tokenizer(corpus, vocab_size, max_positions=MAX_POSITIONS)
 
 
@@ -103,10 +107,10 @@ def encode_example(tokenizer, problem, solution):
     return prompt + completion + [tokenizer.eos_token_id], len(prompt)
 
 
-def sft_batch(tokenizer, rng, batch_size):
+def sft_batch(tokenizer, rng, batch_size, rare_share):
     """input_ids (b, L) right-padded with EOS, attention_mask (b, L), labels (b, L): -100 off
     the completion, so the loss is next-token prediction on solution tokens and the final EOS."""
-    rows = [encode_example(tokenizer, *tasks.sft_example(rng)) for _ in range(batch_size)]
+    rows = [encode_example(tokenizer, *tasks.sft_example(rng, rare_share)) for _ in range(batch_size)]
     L = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((batch_size, L), tokenizer.eos_token_id)  # (b, L)
     attention_mask = torch.zeros(batch_size, L, dtype=torch.long)  # (b, L)
@@ -133,7 +137,7 @@ def pretrain(model, tokenizer, recipe, progress=True):
     losses = []
     bar = tqdm(range(recipe.steps), desc="tiny LM SFT", disable=not progress)
     for step in bar:
-        input_ids, attention_mask, labels = sft_batch(tokenizer, rng, recipe.batch_size)
+        input_ids, attention_mask, labels = sft_batch(tokenizer, rng, recipe.batch_size, recipe.rare_share)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
@@ -202,23 +206,36 @@ def ensure_tiny_model(cache_dir=None):
 # --------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def sampled_pass_at_k(path, n_problems=128, n=16, temperature=1.0, seed=0):
-    """pass@1 and pass@n on the test split, n samples a problem (unbiased estimator)."""
+def sampled_pass_at_k(path, n_problems=128, n=16, temperature=1.0, seed=0, split="test"):
+    """pass@1 and pass@n on `split` (n samples a problem, unbiased estimator), for all problems
+    and for each kind apart, and the share of each kind's samples that start with each strategy."""
     model, tokenizer = rollout.load_model_and_tokenizer(path, dtype="float32", device="cpu")
-    problems = tasks.arith_problems("test", n_problems)
+    problems = tasks.arith_problems(split, n_problems)
     torch.manual_seed(seed)
-    counts = []
+    kinds = list(tasks.KIND_SHARE)
+    counts, kind, used = [], [], {s: dict.fromkeys(kinds, 0) for s in tasks.STRATEGIES + ("other",)}
     for first in range(0, len(problems), CHECK_BATCH):
         chunk = problems[first:first + CHECK_BATCH]
         roll = rollout.sample(model, tokenizer, [p["problem"] for p in chunk], n,
                               temperature=temperature, max_new_tokens=48, batch_size=512)
         for i, p in enumerate(chunk):
-            counts.append(sum(verify.reward(t, p["answer"]) for t in roll.texts[i * n:(i + 1) * n]))
-    ks = sorted({1, n})
+            terms = tasks.parse_problem(p["problem"])
+            texts = roll.texts[i * n:(i + 1) * n]
+            counts.append(sum(verify.reward(t, p["answer"]) for t in texts))
+            kind.append(tasks.kind_of(terms))
+            for t in texts:
+                used[tasks.strategy_of(t, terms)][kind[-1]] += 1
     # the unbiased estimator 1 - C(n-c, k)/C(n, k) of eval.pass_at_k, written out: toy/ must not
     # import eval.py, which imports this file for --model tiny
-    return {f"pass@{k}": sum(1 - math.comb(n - int(c), k) / math.comb(n, k) for c in counts) / len(counts)
-            for k in ks}
+    out = {}
+    for name in ["all"] + kinds:
+        cs = [c for c, k in zip(counts, kind) if name in ("all", k)]
+        for k in sorted({1, n}):
+            hits = sum(1 - math.comb(n - int(c), k) / math.comb(n, k) for c in cs)
+            out[f"{name} pass@{k}"] = hits / max(1, len(cs))
+    for s, per_kind in used.items():
+        out[f"{s} share"] = {k: v / max(1, n * kind.count(k)) for k, v in per_kind.items()}
+    return out
 
 
 def main(argv=None):
@@ -228,11 +245,15 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="a much smaller model in seconds (tests)")
     ap.add_argument("--steps", type=int, default=None, help="override the SFT steps (experiments)")
     ap.add_argument("--problems", type=int, default=128, help="test problems for the pass@k check")
+    ap.add_argument("--n", type=int, default=16, help="samples per problem for the pass@k check")
+    ap.add_argument("--rare-share", type=float, default=None, help="override rare_share (experiments)")
     args = ap.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     recipe = QUICK if args.quick else Recipe()
     if args.steps:
         recipe = dataclasses.replace(recipe, steps=args.steps)
+    if args.rare_share is not None:
+        recipe = dataclasses.replace(recipe, rare_share=args.rare_share)
     path = args.out or default_cache_dir()
     if args.force or not is_built(path, recipe):
         t0 = time.perf_counter()
@@ -242,9 +263,12 @@ def main(argv=None):
     print(f"{path}: {info['params']:,} parameters, SFT loss {info['final_loss']:.3f}, "
           f"built in {info['seconds']} s")
     t0 = time.perf_counter()
-    res = sampled_pass_at_k(path, args.problems)
-    print(f"test split, {args.problems} problems, 16 samples each at temperature 1.0: "
-          + "  ".join(f"{k} {v:.3f}" for k, v in res.items()) + f"  ({time.perf_counter() - t0:.0f} s)")
+    res = sampled_pass_at_k(path, args.problems, args.n)
+    print(f"test split, {args.problems} problems, {args.n} samples each at temperature 1.0 "
+          f"({time.perf_counter() - t0:.0f} s):")
+    for key, v in res.items():
+        shown = f"{v:.3f}" if isinstance(v, float) else "  ".join(f"{k} {x:.3f}" for k, x in v.items())
+        print(f"  {key:<17} {shown}")
 
 
 if __name__ == "__main__":
