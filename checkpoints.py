@@ -155,12 +155,6 @@ def checkpoint_steps(out):
                   if (m := CHECKPOINT_NAME.fullmatch(d)) and os.path.isdir(os.path.join(out, d)))
 
 
-def latest_checkpoint(out):
-    """(path, step) of the newest checkpoint-STEP folder, complete or not; train.py uses resume_point."""
-    steps = checkpoint_steps(out)
-    return (os.path.join(out, f"checkpoint-{steps[-1]}"), steps[-1]) if steps else (None, 0)
-
-
 # --------------------------------------------------------------------------------- saving
 
 def require_finite(step, **values):

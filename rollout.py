@@ -223,14 +223,15 @@ def load_model_and_tokenizer(name, *, dtype="auto", device=None):
     return model.eval(), tokenizer
 
 
-def drop_long_prompts(problems, tokenizer, max_tokens):
+def drop_long_prompts(problems, tokenizer, max_tokens, flag="--max-prompt-tokens"):
     """(problems whose rendered prompt fits `max_tokens`, how many were dropped). A problem longer
-    than data.prompt_char_bound characters cannot fit and is dropped before it is tokenized."""
+    than data.prompt_char_bound characters cannot fit and is dropped before it is tokenized;
+    `flag` names the setting in the error raised when none is left."""
     max_chars = data.prompt_char_bound(tokenizer, max_tokens)
     kept = [p for p in problems if len(p["problem"]) <= max_chars
             and len(tokenizer(format_prompt(tokenizer, p["problem"]))["input_ids"]) <= max_tokens]
     if not kept:
-        raise data.DataError(f"every prompt is longer than --max-prompt-tokens {max_tokens}")
+        raise data.DataError(f"every prompt is longer than {flag} {max_tokens}")
     return kept, len(problems) - len(kept)
 
 

@@ -109,24 +109,15 @@ class StepLine(ProgressCallback):
 
 def load_dataset_for_trl(script, tokenizer):
     """Problems as a datasets.Dataset with TRL's `prompt` column and our `answer` (read by math_reward)."""
-    max_chars = data.prompt_char_bound(tokenizer, script.max_prompt_tokens)
-
-    def fits(problem):  # as train.py measures a prompt: its rendered text, tokenized
-        if len(problem) > max_chars:  # too long to fit whatever its tokens: never tokenized
-            return False
-        n_tokens = len(tokenizer(rollout.format_prompt(tokenizer, problem))["input_ids"])
-        return n_tokens <= script.max_prompt_tokens
-
     if script.dataset:
         levels = {int(x) for x in script.levels.split(",") if x.strip()} or None
         problems = data.load_problems(script.dataset, script.split, levels=levels, limit=script.limit or None)
     else:
         problems = TOY_PROBLEMS[:script.limit or None]
-    rows = [{"prompt": prompt_column(tokenizer, p["problem"]), "answer": p["answer"]} for p in problems
-            if fits(p["problem"])]
-    if not rows:
-        raise ValueError(f"every prompt is longer than --max_prompt_tokens {script.max_prompt_tokens}")
-    return Dataset.from_list(rows)
+    problems, _ = rollout.drop_long_prompts(problems, tokenizer, script.max_prompt_tokens,  # as train.py
+                                            flag="--max_prompt_tokens")
+    return Dataset.from_list([{"prompt": prompt_column(tokenizer, p["problem"]), "answer": p["answer"]}
+                              for p in problems])
 
 
 def check_args(script, config):
