@@ -16,11 +16,12 @@ problems (shares KIND_SHARE in every split):
     both       a >= b, a + c <= 99     either strategy works
     left_only  a >= b, a + c >= 100    only left to right works
     hard       a < b,  a + c <= 99     only "add first" works
-The tiny LM's pre-training data (toy/tiny_lm.py) shows only `both` problems, with "add first"
-in a small share of them, so the base model meets a hard problem with a strong prior for the
-strategy that cannot work and solves it only when it samples its rare alternative. RL that
-sharpens left to right (rewarded on the left_only problems, and never wrong on `both`) can
-then forget the hard problems (METHOD.md §2): a known, countable kind of diversity to lose.
+The tiny LM's pre-training data (toy/tiny_lm.py) shows `both` and `left_only` problems, "add
+first" in a small share of the `both` ones, and never a `hard` one, so the base model meets a
+hard problem with a strong prior for the strategy that cannot work and solves it only when it
+samples its rare alternative. RL that sharpens its habit, left to right (rewarded on the kinds
+it knows, and the only way on `left_only`), can then forget the hard problems (METHOD.md §2):
+a known, countable kind of diversity to lose.
 
 Splits: a hash of (b, {a, c}) puts each problem in `train`, `val` or `test` (1 in 8 each for
 val and test), so a problem and its mirror "c - b + a" never sit in two splits. `val` is for
@@ -147,15 +148,27 @@ def arith_problems(split, n=None):
     return out
 
 
-def sft_example(rng, rare_share):
-    """(problem, worked solution) of a random `both` *train* problem: "add first" with
-    probability `rare_share`, else left to right. Other kinds never appear in pre-training."""
+def sft_example(rng, rare_share, kinds=("both", "left_only"), error_share=0.0):
+    """(problem, worked solution) of a random *train* problem of one of `kinds` (weighted as
+    KIND_SHARE): on a `both` problem "add first" with probability `rare_share`, else left to
+    right (the only way on `left_only`). `hard` problems never appear in pre-training. With
+    probability `error_share` the last step's result is wrong (a random other number, carried
+    into the box): the careless worked solutions a base model learns from, which RL can unlearn."""
+    if "hard" in kinds or not kinds:
+        raise ValueError(f"pre-training kinds must be some of both, left_only, not {kinds}")
+    kind = rng.choices(list(kinds), weights=[KIND_SHARE[k] for k in kinds])[0]
     while True:
-        terms = random_terms(rng, "both")
+        terms = random_terms(rng, kind)
         if split_of(terms) == "train":
             break
-    return problem_text(terms), solution_text(terms, "add_first" if rng.random() < rare_share else "left")
-
+    add_first = kind == "both" and rng.random() < rare_share
+    solution = solution_text(terms, "add_first" if add_first else "left")
+    if rng.random() < error_share:
+        right = terms[0] - terms[1] + terms[2]
+        wrong = rng.choice([x for x in range(max(0, right - 10), min(99, right + 10) + 1) if x != right])
+        head, _ = solution.rsplit(" = ", 1)
+        solution = f"{head} = {wrong}. \\boxed{{{wrong}}}"
+    return problem_text(terms), solution
 
 if __name__ == "__main__":
     for split in SPLIT_SIZE:

@@ -42,14 +42,32 @@ def test_splits_are_disjoint_even_when_a_and_c_swap():
     assert not (keys["train"] & keys["test"] or keys["train"] & keys["val"] or keys["val"] & keys["test"])
 
 
-def test_kind_shares_are_as_designed_and_pretraining_shows_only_both():
+def test_kind_shares_are_as_designed_and_pretraining_never_shows_hard():
     problems = tasks.arith_problems("test")
     for kind, share in tasks.KIND_SHARE.items():  # 500 problems: within ~3 standard errors
         got = sum(tasks.kind_of(tasks.parse_problem(p["problem"])) == kind for p in problems) / len(problems)
         assert abs(got - share) < 0.065
     rng = random.Random(0)
-    kinds = {tasks.kind_of(tasks.parse_problem(tasks.sft_example(rng, 0.5)[0])) for _ in range(300)}
-    assert kinds == {"both"}
+    examples = [tasks.sft_example(rng, 0.5) for _ in range(300)]
+    kinds = [tasks.kind_of(tasks.parse_problem(p)) for p, _ in examples]
+    assert set(kinds) == {"both", "left_only"}
+    for (p, solution), kind in zip(examples, kinds):  # "add first" only where it works
+        strategy = tasks.strategy_of(solution, tasks.parse_problem(p))
+        assert strategy == "left" or (strategy == "add_first" and kind == "both")
+    assert any(tasks.strategy_of(s, tasks.parse_problem(p)) == "add_first" for p, s in examples)
+    with pytest.raises(ValueError, match="hard"):
+        tasks.sft_example(rng, 0.5, kinds=("both", "hard"))
+
+
+def test_careless_sft_solutions_are_wrong_only_in_their_last_step():
+    rng = random.Random(0)
+    for error_share, expect in ((0.0, 1.0), (1.0, 0.0)):
+        for _ in range(100):
+            problem, solution = tasks.sft_example(rng, 0.5, error_share=error_share)
+            a, b, c = tasks.parse_problem(problem)
+            assert verify.reward(solution, str(a - b + c)) == expect
+            x, op, y, _, z = solution.split(". ")[0].split()  # the first step is always right
+            assert int(z) == (int(x) + int(y) if op == "+" else int(x) - int(y)), solution
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +106,13 @@ def test_quick_lm_demo_runs_end_to_end_and_writes_the_json_contract(tmp_path):
             assert 0.0 <= r[key] <= 1.0
         assert [int(k) for k in r["curve"]] == list(lm_demo.KS)
         assert r["curve"]["1"] == pytest.approx(r["pass@1"])
+
+
+@pytest.mark.parametrize("argv, message", [(["--sft-kinds", "both,hard"], "--sft-kinds takes"),
+                                           (["--error-share", "1.5"], "--error-share must lie in"),
+                                           (["--rare-share", "-0.1"], "--rare-share must lie in")])
+def test_bad_recipe_overrides_stop_with_one_sentence(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        tiny_lm.main([*argv, "--quick", "--out", str(tmp_path / "m")])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()  # nothing was built

@@ -2,13 +2,14 @@
 
 Run:  python toy/lm_demo.py                     one seed, the tuned knobs (~10-15 min on 2 cores)
       python toy/lm_demo.py --seeds 3 --jobs 5  the README's table and figures (mean +- SE over seeds)
-      python toy/lm_demo.py --tune --jobs 7     the sweep of kl_coef and beta on the `val` split
+      python toy/lm_demo.py --tune --jobs 5     the sweep of kl_coef and beta on the `val` split
       python toy/lm_demo.py --quick             seconds: a much smaller model, every stage (CI)
 
 1. `toy/tiny_lm.py` builds (once) a ~1M-parameter Qwen2 pre-trained on `arith` (tasks.py,
-   "Compute a - b + c."), only on `both` problems: left to right in 96 % of its solutions, "add
-   a and c first" in 4 %. On `hard` problems (a < b, 30 % of every split) only "add first"
-   works; on `left_only` ones (a + c >= 100) only left to right.
+   "Compute a - b + c."): on `both` problems (left to right in 80 % of their solutions, "add
+   a and c first" in 20 %) and `left_only` ones (a + c >= 100: only left to right works), a
+   fifth of its solutions careless in their last step. It never sees a `hard` problem (a < b,
+   30 % of every split), where only "add first" works.
 2. `train.py --model tiny --dataset arith` trains grpo, grpo_kl and apo from the same start,
    prompts and budget (separate processes, as a user runs them), `--track-safe-mass` on.
 3. `eval.py` measures pass@k (k <= 64, temperature 1.0) on held-out problems and each
@@ -16,13 +17,12 @@ Run:  python toy/lm_demo.py                     one seed, the tuned knobs (~10-1
 4. A table, `OUT/lm_demo.json`, `toy/lm_demo.png` and `toy/lm_forgotten.png` (the held-out
    problems the base model solves within 64 samples and GRPO never does, and who keeps them).
 
-Fairness (STYLE rule 14): `--tune` gives kl_coef and beta three settings each on the `val`
+Fairness (STYLE rule 14): `--tune` gives kl_coef and beta four settings each on the `val`
 split with seed TUNE_SEED, neither of them reported; the rule, fixed before the sweep, takes
-the highest (pass@1 + pass@64) / 2 on `val`. Defaults kl_coef 0.01, beta 0.2 are its picks.
+the highest (pass@1 + pass@64) / 2 on `val`. Defaults kl_coef 0.1, beta 0.1 are its picks.
 
-Departures from train.py's defaults: lr 1e-4, not 1e-6 (a 1M-parameter model needs larger
-steps, and 200 steps must fit a CPU budget; 3e-4 and above wrecks its arithmetic); 8 prompts x
-G = 8; 48 new tokens. `--jobs J` runs J processes at once with cores / J threads each.
+Departures from train.py's defaults: lr 1e-4, not 1e-6 (a 1M-parameter model, 200 steps on a
+CPU); 8 prompts x G = 8; 48 new tokens. `--jobs J`: J processes at once, cores / J threads each.
 """
 
 import argparse
@@ -42,8 +42,8 @@ from toy import tiny_lm  # noqa: E402
 METHODS = ("grpo", "grpo_kl", "apo")
 KS = (1, 2, 4, 8, 16, 32, 64)
 TUNE_SEED = 100  # the sweep's seed: never a report seed (0 .. seeds-1)
-KL_GRID = (1e-3, 1e-2, 1e-1)  # kl_coef settings tried by --tune
-BETA_GRID = (0.05, 0.1, 0.2)  # beta settings tried by --tune (the paper's 0.1 in the middle)
+KL_GRID = (0.003, 0.01, 0.03, 0.1)  # kl_coef settings tried by --tune (log-spaced)
+BETA_GRID = (0.05, 0.1, 0.2, 0.4)  # beta settings tried by --tune (log-spaced; the paper's 0.1)
 PROBE = (64, 16)  # strategy probe: held-out problems x samples each
 STYLE = {"base": ("0.45", "--"), "grpo": ("C0", "-"), "grpo_kl": ("C1", "-"),
          "kl_on_wrong": ("C2", "-"), "apo": ("C3", "-")}  # colour, line style: as the tree toy
@@ -57,8 +57,8 @@ def parse_args(argv=None):
     ap.add_argument("--prompts-per-step", type=int, default=8, help="B prompts per step")
     ap.add_argument("--group-size", type=int, default=8, help="G completions per prompt")
     ap.add_argument("--max-new-tokens", type=int, default=48, help="completion budget")
-    ap.add_argument("--beta", type=float, default=0.2, help="APO pull (chosen by --tune)")
-    ap.add_argument("--kl-coef", type=float, default=1e-2, help="k3 weight for grpo_kl (chosen by --tune)")
+    ap.add_argument("--beta", type=float, default=0.1, help="APO pull (chosen by --tune)")
+    ap.add_argument("--kl-coef", type=float, default=0.1, help="k3 weight for grpo_kl (chosen by --tune)")
     ap.add_argument("--n", type=int, default=64, help="samples per held-out problem for pass@k")
     ap.add_argument("--problems", type=int, default=256, help="held-out problems evaluated")
     ap.add_argument("--seeds", type=int, default=1, help="report seeds 0..seeds-1 (mean +- SE)")

@@ -8,10 +8,12 @@ Nobody can download weights here, so the project grows its own small model and r
 train.py / eval.py on it (METHOD.md §5, "in spirit"). Three parts:
 
 1. The task: `arith` from tasks.py ("Compute 52 - 37 + 28."), solved left to right or by
-   adding a and c first. The SFT data shows only problems where both work, "add first" in
-   rare_share of them: the base model's prior over strategies is skewed on purpose, so that
-   the hard problems (a < b: only "add first" works) are solved, rarely, by its rare strategy
-   (METHOD.md §2). Train, val and test splits are disjoint.
+   adding a and c first. The SFT data shows `both` problems (either strategy works; "add
+   first" in rare_share of them) and `left_only` ones (left to right only), never a `hard`
+   one (a < b: only "add first" works), and the last step of error_share of its solutions is
+   wrong. So the base model is careless (room for RL to raise pass@1), never misses a kind it
+   was taught at k = 64, and solves hard problems only by sampling its rare strategy: the
+   diversity that RL can lose (METHOD.md §2). Train, val and test splits are disjoint.
 2. The tokenizer: toy/random_qwen2.py's byte-level BPE with Qwen2's pre-tokenizer (each digit
    its own token), its merges learned from the prompt and worked solutions, pad == EOS, left
    padding, and *no* chat template, so rollout.py uses its plain "Question: ...\\nAnswer:"
@@ -19,9 +21,9 @@ train.py / eval.py on it (METHOD.md §5, "in spirit"). Three parts:
    eval will show.
 3. The model: toy/random_qwen2.py's Qwen2 (grouped-query attention, RoPE, tied embeddings) at
    about a million parameters, pre-trained by plain next-token prediction on the worked
-   solutions (loss on the completion tokens only), for 1000 steps: enough to do the arithmetic
-   (pass@1 0.79-0.91 on the kinds of problems it was trained on), and to keep "add first" at
-   ~10 % of its samples on the hard problems it never saw.
+   solutions (loss on the completion tokens only), for 1000 steps: pass@1 ~0.5-0.6 on the
+   kinds it was trained on (its data is 20 % careless) but pass@64 1.0, and "add first" in
+   ~8 % of its samples on the hard problems it never saw (pass@1 ~0.01, pass@64 ~0.4).
 
 The result is saved with save_pretrained in a cache folder, `$APO_CACHE/tiny_lm` (default
 `~/.cache/apo/tiny_lm`), built on first use and reused afterwards; `build_info.json` records
@@ -30,7 +32,8 @@ the recipe, and a cache built from another recipe is rebuilt.
 Departures (from how the paper's base models came to be), with reasons:
 1. Pre-training is a few minutes of SFT on one synthetic task, not web-scale pre-training plus
    math: all a reader's CPU can afford. The model's prior over strategies is therefore the
-   known mixture in its SFT data (rare_share), not an accident of web text.
+   known mixture in its SFT data (rare_share), not an accident of web text, and its mistakes
+   are planted (error_share) rather than the errors of a model at the edge of its ability.
 2. No chat template: Qwen2.5-Math base models are also prompted without one in most RLVR
    recipes, and it keeps prompts short.
 """
@@ -59,7 +62,7 @@ import verify  # noqa: E402
 from toy.random_qwen2 import qwen2_model, train_tokenizer  # noqa: E402
 
 TINY_MODEL = "tiny"  # --model tiny in train.py and eval.py
-RECIPE = "arith-v2"  # v2: "a - b + c", two strategies; hard problems (a < b) never in SFT
+RECIPE = "arith-v3"  # v3: SFT on `both` and `left_only`, careless last steps; never `hard`
 MAX_POSITIONS = 256  # the longest prompt + completion is ~80 tokens
 CHECK_BATCH = 32  # problems per sample() call in the SFT quality check (x n samples each)
 
@@ -75,7 +78,9 @@ class Recipe:
     batch_size: int = 64  # SFT sequences per step
     lr: float = 2e-3  # AdamW peak learning rate, cosine to 10 % after a short warmup
     warmup: int = 100  # linear warmup steps
-    rare_share: float = 0.04  # SFT solutions that "add first"; the rest go left to right
+    rare_share: float = 0.2  # `both` SFT solutions that "add first"; the rest go left to right
+    sft_kinds: str = "both,left_only"  # kinds of problems in the SFT data (never "hard")
+    error_share: float = 0.2  # SFT solutions whose last step is wrong (room for RL to sharpen)
     seed: int = 0  # weights, SFT data order
 
 
@@ -107,10 +112,11 @@ def encode_example(tokenizer, problem, solution):
     return prompt + completion + [tokenizer.eos_token_id], len(prompt)
 
 
-def sft_batch(tokenizer, rng, batch_size, rare_share):
+def sft_batch(tokenizer, rng, batch_size, rare_share, kinds=("both", "left_only"), error_share=0.0):
     """input_ids (b, L) right-padded with EOS, attention_mask (b, L), labels (b, L): -100 off
     the completion, so the loss is next-token prediction on solution tokens and the final EOS."""
-    rows = [encode_example(tokenizer, *tasks.sft_example(rng, rare_share)) for _ in range(batch_size)]
+    rows = [encode_example(tokenizer, *tasks.sft_example(rng, rare_share, kinds, error_share))
+            for _ in range(batch_size)]
     L = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((batch_size, L), tokenizer.eos_token_id)  # (b, L)
     attention_mask = torch.zeros(batch_size, L, dtype=torch.long)  # (b, L)
@@ -133,11 +139,13 @@ def pretrain(model, tokenizer, recipe, progress=True):
         frac = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
         return recipe.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
+    kinds = tuple(recipe.sft_kinds.split(","))
     model.train()
     losses = []
     bar = tqdm(range(recipe.steps), desc="tiny LM SFT", disable=not progress)
     for step in bar:
-        input_ids, attention_mask, labels = sft_batch(tokenizer, rng, recipe.batch_size, recipe.rare_share)
+        input_ids, attention_mask, labels = sft_batch(
+            tokenizer, rng, recipe.batch_size, recipe.rare_share, kinds, recipe.error_share)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
@@ -247,6 +255,8 @@ def main(argv=None):
     ap.add_argument("--problems", type=int, default=128, help="test problems for the pass@k check")
     ap.add_argument("--n", type=int, default=16, help="samples per problem for the pass@k check")
     ap.add_argument("--rare-share", type=float, default=None, help="override rare_share (experiments)")
+    ap.add_argument("--sft-kinds", default=None, help="override sft_kinds (experiments)")
+    ap.add_argument("--error-share", type=float, default=None, help="override error_share (experiments)")
     args = ap.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     recipe = QUICK if args.quick else Recipe()
@@ -254,6 +264,16 @@ def main(argv=None):
         recipe = dataclasses.replace(recipe, steps=args.steps)
     if args.rare_share is not None:
         recipe = dataclasses.replace(recipe, rare_share=args.rare_share)
+    bad_share = [f"--{n}" for n in ("rare-share", "error-share")
+                 if not 0 <= (getattr(args, n.replace("-", "_")) or 0) <= 1]
+    bad_kinds = set((args.sft_kinds or "both").split(",")) - {"both", "left_only"}
+    if bad_share or bad_kinds:
+        ap.error(f"{', '.join(bad_share)} must lie in [0, 1]" if bad_share else
+                 f"--sft-kinds takes both or left_only or both,left_only, not {','.join(sorted(bad_kinds))}")
+    if args.error_share is not None:
+        recipe = dataclasses.replace(recipe, error_share=args.error_share)
+    if args.sft_kinds is not None:
+        recipe = dataclasses.replace(recipe, sft_kinds=args.sft_kinds)
     path = args.out or default_cache_dir()
     if args.force or not is_built(path, recipe):
         t0 = time.perf_counter()
