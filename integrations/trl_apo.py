@@ -272,22 +272,21 @@ class APOTrainer(GRPOTrainer):
             beta=self.args.apo_beta, lam=self.args.apo_lam, kl_coef=self.args.apo_kl_coef,
             clip_low=self.epsilon_low, clip_high=self.epsilon_high, agg=agg,
             max_len=self.max_completion_length, denom=denom)
-        self._log_apo_metrics(mode, metrics, entropy, mask.to(logp.dtype), adv)
+        self._log_apo_metrics(mode, metrics, entropy, mask.to(logp.dtype))
         return loss
 
-    def _log_apo_metrics(self, mode, metrics, entropy, mask, adv):
+    def _log_apo_metrics(self, mode, metrics, entropy, mask):
         """Token-weighted means over all processes into TRL's metric store (averaged again per log line).
 
         r_anchor is averaged over tokens of negative-advantage completions, the rest over all valid tokens
         (README "Metrics"); a mean with no token is NaN, which TRL's `log` drops.
         """
         tokens = mask.sum()
-        weights = {"clip_frac": tokens, "entropy": tokens}
-        values = dict(metrics, entropy=((entropy * mask).sum() / tokens.clamp_min(1)).item())
-        if "r_anchor" in metrics:
-            weights.update(r_anchor=(mask * (adv < 0)[:, None]).sum(), safe_mass=tokens)
-        if "kl" in metrics:
-            weights["kl"] = tokens
+        values = {k: metrics[k] for k in ("clip_frac", "r_anchor", "safe_mass", "kl") if k in metrics}
+        # each metric's weight is the count policy_loss names for it (apo.METRIC_WEIGHTS), as in train.py
+        weights = {k: torch.tensor(float(metrics[apo.METRIC_WEIGHTS.get(k, "tokens")]), device=tokens.device)
+                   for k in values}
+        values["entropy"], weights["entropy"] = ((entropy * mask).sum() / tokens.clamp_min(1)).item(), tokens
         names = sorted(weights)  # the same order on every process: reduce is a collective
         rows = []
         for k in names:
