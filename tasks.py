@@ -39,6 +39,7 @@ KIND_SHARE = {"both": 0.25, "left_only": 0.45, "hard": 0.30}  # in every split (
 SPLIT_BUCKETS = {"test": 0, "val": 1}  # hash % 8: bucket 0 is test, 1 is val, the rest train
 SPLIT_SIZE = {"train": 4000, "val": 500, "test": 500}  # problems arith_problems() returns by default
 STRATEGIES = ("left", "add_first")
+SFT_KINDS = ("both", "left_only")  # the kinds pre-training may show: never "hard"
 
 
 def split_of(terms):
@@ -78,8 +79,15 @@ def parse_problem(text):
     return int(a), int(b), int(c)
 
 
-def solution_text(terms, strategy):
-    """The worked solution of `terms` by `strategy` ("left" or "add_first").
+def result(terms):
+    """The answer a - b + c."""
+    a, b, c = terms
+    return a - b + c
+
+
+def solution_text(terms, strategy, last=None):
+    """The worked solution of `terms` by `strategy` ("left" or "add_first"); `last`, if
+    given, replaces the last step's result and the boxed answer (a careless solution).
 
     >>> solution_text((52, 37, 28), "left")
     '52 - 37 = 15. 15 + 28 = 43. \\\\boxed{43}'
@@ -89,9 +97,10 @@ def solution_text(terms, strategy):
     a, b, c = terms
     if strategy not in valid_strategies(terms):
         raise ValueError(f"{strategy} does not work on {terms}: it would write a negative or 3-digit number")
+    r = result(terms) if last is None else last
     if strategy == "left":
-        return f"{a} - {b} = {a - b}. {a - b} + {c} = {a - b + c}. \\boxed{{{a - b + c}}}"
-    return f"{a} + {c} = {a + c}. {a + c} - {b} = {a - b + c}. \\boxed{{{a - b + c}}}"
+        return f"{a} - {b} = {a - b}. {a - b} + {c} = {r}. \\boxed{{{r}}}"
+    return f"{a} + {c} = {a + c}. {a + c} - {b} = {r}. \\boxed{{{r}}}"
 
 
 def valid_strategies(terms):
@@ -121,12 +130,13 @@ def random_terms(rng, kind):
     """(a, b, c) of the given kind whose answer a - b + c is a two-digit number at most."""
     while True:
         terms = tuple(rng.randint(TERM_MIN, TERM_MAX) for _ in range(3))
-        if 0 <= terms[0] - terms[1] + terms[2] <= 99 and kind_of(terms) == kind:
+        if 0 <= result(terms) <= 99 and kind_of(terms) == kind:
             return terms
 
 
-def pick_kind(rng):
-    return rng.choices(list(KIND_SHARE), weights=list(KIND_SHARE.values()))[0]
+def pick_kind(rng, kinds=tuple(KIND_SHARE)):
+    """One of `kinds`, drawn with the weights KIND_SHARE gives them."""
+    return rng.choices(list(kinds), weights=[KIND_SHARE[k] for k in kinds])[0]
 
 
 def arith_problems(split, n=None):
@@ -144,31 +154,30 @@ def arith_problems(split, n=None):
         terms = random_terms(rng, pick_kind(rng))
         if split_of(terms) == split and terms not in seen:
             seen.add(terms)
-            out.append({"problem": problem_text(terms), "answer": str(sum(terms) - 2 * terms[1])})
+            out.append({"problem": problem_text(terms), "answer": str(result(terms))})
     return out
 
 
-def sft_example(rng, rare_share, kinds=("both", "left_only"), error_share=0.0):
+def sft_example(rng, rare_share, kinds=SFT_KINDS, error_share=0.0):
     """(problem, worked solution) of a random *train* problem of one of `kinds` (weighted as
     KIND_SHARE): on a `both` problem "add first" with probability `rare_share`, else left to
     right (the only way on `left_only`). `hard` problems never appear in pre-training. With
     probability `error_share` the last step's result is wrong (a random other number, carried
     into the box): the careless worked solutions a base model learns from, which RL can unlearn."""
-    if "hard" in kinds or not kinds:
-        raise ValueError(f"pre-training kinds must be some of both, left_only, not {kinds}")
-    kind = rng.choices(list(kinds), weights=[KIND_SHARE[k] for k in kinds])[0]
+    if not kinds or not set(kinds) <= set(SFT_KINDS):
+        raise ValueError(f"pre-training kinds must be some of {', '.join(SFT_KINDS)}, not {kinds}")
+    kind = pick_kind(rng, kinds)
     while True:
         terms = random_terms(rng, kind)
         if split_of(terms) == "train":
             break
-    add_first = kind == "both" and rng.random() < rare_share
-    solution = solution_text(terms, "add_first" if add_first else "left")
+    strategy = "add_first" if kind == "both" and rng.random() < rare_share else "left"
+    last = None
     if rng.random() < error_share:
-        right = terms[0] - terms[1] + terms[2]
-        wrong = rng.choice([x for x in range(max(0, right - 10), min(99, right + 10) + 1) if x != right])
-        head, _ = solution.rsplit(" = ", 1)
-        solution = f"{head} = {wrong}. \\boxed{{{wrong}}}"
-    return problem_text(terms), solution
+        right = result(terms)
+        last = rng.choice([x for x in range(max(0, right - 10), min(99, right + 10) + 1) if x != right])
+    return problem_text(terms), solution_text(terms, strategy, last)
+
 
 if __name__ == "__main__":
     for split in SPLIT_SIZE:

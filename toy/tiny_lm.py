@@ -80,7 +80,7 @@ class Recipe:
     lr: float = 2e-3  # AdamW peak learning rate, cosine to 10 % after a short warmup
     warmup: int = 100  # linear warmup steps
     rare_share: float = 0.2  # `both` SFT solutions that "add first"; the rest go left to right
-    sft_kinds: str = "both,left_only"  # kinds of problems in the SFT data (never "hard")
+    sft_kinds: str = ",".join(tasks.SFT_KINDS)  # kinds of problems in the SFT data (never "hard")
     error_share: float = 0.2  # SFT solutions whose last step is wrong (room for RL to sharpen)
     seed: int = 0  # weights, SFT data order
 
@@ -113,7 +113,7 @@ def encode_example(tokenizer, problem, solution):
     return prompt + completion + [tokenizer.eos_token_id], len(prompt)
 
 
-def sft_batch(tokenizer, rng, batch_size, rare_share, kinds=("both", "left_only"), error_share=0.0):
+def sft_batch(tokenizer, rng, batch_size, rare_share, kinds=tasks.SFT_KINDS, error_share=0.0):
     """input_ids (b, L) right-padded with EOS, attention_mask (b, L), labels (b, L): -100 off
     the completion, so the loss is next-token prediction on solution tokens and the final EOS."""
     rows = [encode_example(tokenizer, *tasks.sft_example(rng, rare_share, kinds, error_share))
@@ -261,20 +261,15 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     recipe = QUICK if args.quick else Recipe()
-    if args.steps:
-        recipe = dataclasses.replace(recipe, steps=args.steps)
-    if args.rare_share is not None:
-        recipe = dataclasses.replace(recipe, rare_share=args.rare_share)
-    bad_share = [f"--{n}" for n in ("rare-share", "error-share")
-                 if not 0 <= (getattr(args, n.replace("-", "_")) or 0) <= 1]
-    bad_kinds = set((args.sft_kinds or "both").split(",")) - {"both", "left_only"}
-    if bad_share or bad_kinds:
-        ap.error(f"{', '.join(bad_share)} must lie in [0, 1]" if bad_share else
-                 f"--sft-kinds takes both or left_only or both,left_only, not {','.join(sorted(bad_kinds))}")
-    if args.error_share is not None:
-        recipe = dataclasses.replace(recipe, error_share=args.error_share)
-    if args.sft_kinds is not None:
-        recipe = dataclasses.replace(recipe, sft_kinds=args.sft_kinds)
+    for flag, value in (("--rare-share", args.rare_share), ("--error-share", args.error_share)):
+        if value is not None and not 0 <= value <= 1:
+            ap.error(f"{flag} must lie in [0, 1], not {value}")
+    if args.sft_kinds is not None and not set(args.sft_kinds.split(",")) <= set(tasks.SFT_KINDS):
+        ap.error(f"--sft-kinds takes {' or '.join(tasks.SFT_KINDS)} or both (comma-separated), "
+                 f"not {args.sft_kinds}")
+    overrides = {"steps": args.steps or None, "rare_share": args.rare_share,  # --steps 0: the recipe's
+                 "error_share": args.error_share, "sft_kinds": args.sft_kinds}
+    recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
     path = args.out or default_cache_dir()
     if args.force or not is_built(path, recipe):
         t0 = time.perf_counter()
