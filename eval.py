@@ -1,9 +1,9 @@
 """Pass@k of a model on math benchmarks, and the paper's top-K coverage of reference solutions.
 
-    python eval.py --model Qwen2.5-Math-1.5B --n 16                   # all five benchmarks
-    python eval.py --model runs/apo/final --benchmarks math500,aime24 --out runs/eval_apo
+    python eval.py --model Qwen2.5-Math-1.5B --n 16          # five benchmarks: runs/eval-Qwen2.5-Math-1.5B
+    python eval.py --model runs/apo/final --benchmarks math500,aime24       # writes runs/apo/eval
     python eval.py --model Qwen2.5-Math-1.5B --benchmarks math500 --limit 200 --topk-coverage
-    python eval.py --compare runs/eval_base/results.json runs/eval_apo/results.json
+    python eval.py --compare runs/eval-Qwen2.5-Math-1.5B/results.json runs/apo/eval/results.json
 
 What it implements (METHOD.md §5, §6, §3):
 - n samples per problem, graded by `verify.reward` (the training reward), and pass@k with the
@@ -13,8 +13,9 @@ What it implements (METHOD.md §5, §6, §3):
   and we count how often each solution token is among its top-1/4/8/16 next tokens (the paper
   reports 83.84 / 95.52 / 97.47 / 98.46 % for Qwen2.5-Math-7B on MATH): how much of a correct
   path lies inside the safe manifold M(s_t) that APO anchors to.
-Outputs in --out: results.json, results.md (also printed), pass_at_k.png, samples.jsonl (per
-problem: c correct of n, and one completion to read); `--compare` writes compare.png.
+Outputs in --out (default: beside the model's run, see `default_out`): results.json, results.md
+(also printed), pass_at_k.png, samples.jsonl (per problem: c correct of n, and one completion to
+read); `--compare` writes compare.png.
 
 Departures and choices, with reasons:
 1. Default temperature 0.6, top-p 1.0: the temperature of common pass@k studies of Qwen2.5-Math
@@ -135,7 +136,8 @@ def evaluate(model, tokenizer, name, problems, args, ks):
         chunk = problems[first:first + per_call]
         out = rollout.sample(model, tokenizer, [p["problem"] for p in chunk], args.n,
                              temperature=args.temperature, top_p=args.top_p,
-                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                             sampler=args.sampler)
         truncated += int(out.truncated.sum())
         tokens += int(out.completion_mask.sum())
         for i, p in enumerate(chunk):  # rows i*n .. (i+1)*n-1 answer problem i (Rollout layout)
@@ -292,10 +294,14 @@ class EvalConfig:
     max_new_tokens: int = cli.option(3000, "completion budget; longer is truncated")
     limit: int = cli.option(None, "first N problems of each benchmark", type=int)
     batch_size: int = cli.option(64, "rows (problem x sample) per generate call")
+    sampler: str = cli.option("auto", "auto (static cache + CUDA graph on GPU), hf (generate) or static",
+                              choices=["auto", "hf", "static"])
     dtype: str = cli.option("auto", "auto: bfloat16 on CUDA, float32 on CPU",
                             choices=["auto", "float32", "bfloat16", "float16"])
     seed: int = cli.option(0, "torch seed, set again before each benchmark")
-    out: str = cli.option("runs/eval", "folder for results.json, results.md, the plots")
+    out: str = cli.option(None, "folder for results.json, results.md, the plots (default: RUN/eval for "
+                          "--model RUN/final, RUN/eval-checkpoint-N for a checkpoint, runs/eval-NAME for "
+                          "another model, runs/compare for --compare)", type=str)
     topk_coverage: bool = cli.option(False, "also measure how often reference-solution tokens lie in the "
                                      "model's top-1/4/8/16")
     compare: list = cli.option(None, "draw these results.json files together into OUT/compare.png; runs no "
@@ -316,7 +322,22 @@ def check_flags(args):
         raise UsageError("--temperature must be > 0 and --top-p in (0, 1]")
 
 
+def default_out(args):
+    """Where results go without --out: beside the run that made the model, so that evaluating
+    runs/apo/final writes runs/apo/eval (a checkpoint: eval-checkpoint-N beside it), and a hub model
+    such as Qwen/Qwen2.5-Math-1.5B writes runs/eval-Qwen2.5-Math-1.5B (tests/test_recipe.py)."""
+    if args.compare:
+        return "runs/compare"
+    path = Path(args.model)
+    if path.is_dir() and path.name == "final":
+        return str(path.parent / "eval")
+    if path.is_dir() and checkpoints.CHECKPOINT_NAME.fullmatch(path.name):
+        return str(path.parent / f"eval-{path.name}")
+    return f"runs/eval-{path.name}"
+
+
 def run(args):
+    args.out = args.out or default_out(args)
     out = Path(args.out)
     if args.compare:
         return compare(args.compare, out)

@@ -12,7 +12,7 @@ batch size. The GPU mostly waits for the CPU.
 
 The fix, in three parts:
 1. A *static* KV cache: one buffer of length P + max_new_tokens allocated up front and
-   written in place at `cache_position`, so every decode step has identical shapes.
+   written in place, one column per decode step, so every decode step has identical shapes.
 2. A 4D attention mask of that full length, prepared once: padding columns closed, future
    columns opened one per step by writing a single element. No mask is rebuilt.
 3. With fixed shapes and fixed buffers, the whole decode forward is recorded once as a CUDA
@@ -20,6 +20,16 @@ The fix, in three parts:
 Sampling (temperature, top-p, multinomial) happens outside the graph with transformers' own
 logits warpers and the same calls as `generate`, so the distribution is exactly the same; CPU
 tests check greedy outputs identical to `generate` and the sampled token statistics.
+
+The transformers behaviour this relies on (checked once per process by `unsupported_reason`,
+tested with transformers 5.24-5.25, the range in requirements.txt): a `StaticCache` is a list of
+`StaticLayer`s, and `StaticLayer.update` writes the new keys and values at the column held in
+its own tensor `cumulative_length`, then adds 1 to it; it ignores any `cache_position` passed to
+the model. A counter that grows with every forward would be wrong here: a CUDA graph's warm-up
+forwards advance it, the capture does not, and every replay does. So each decode step first
+copies the column it means (`column`, a graph input) into every layer's counter. That copy is
+part of the recorded step, so warm-ups, the capture and each replay write where the mask opens.
+`use_graph="emulate"` runs that same call sequence on CPU, where the tests check it.
 
 Departures: none from the method; where this path cannot run (no CUDA, an attention kernel we
 do not know, a capture error) rollout.sample falls back to `generate`, which is always correct.
@@ -54,12 +64,19 @@ def static_generate(model, prompt_ids, prompt_mask, config, *, use_graph=None):
     with a static cache and, on CUDA, a CUDA-graph decode step. Returns completion ids (B, T).
 
     Only sampling configs made by `sampling_config` (or greedy ones) are supported.
+    use_graph: None (a CUDA graph on CUDA), True, False, or "emulate": the CUDA path's calls on
+    any device (warm-ups run, the capture runs nothing, each replay runs the step once).
+    Raises NotImplementedError where this path cannot run; rollout.sample then uses `generate`.
     """
     from transformers import StaticCache
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
     B, P = prompt_ids.shape
     T, device = config.max_new_tokens, prompt_ids.device
     use_graph = device.type == "cuda" if use_graph is None else use_graph
+    if use_graph not in (True, False, "emulate"):
+        raise ValueError(f"use_graph must be True, False, None or 'emulate', got {use_graph!r}")
+    if unsupported_reason():
+        raise NotImplementedError(unsupported_reason())
     attn_impl = model.config._attn_implementation
     if attn_impl not in ("sdpa", "eager"):
         raise NotImplementedError(f"static_generate supports sdpa and eager attention, not {attn_impl}")
@@ -82,19 +99,21 @@ def static_generate(model, prompt_ids, prompt_mask, config, *, use_graph=None):
     cache = StaticCache(config=model.config, max_cache_len=P + T)
     position = (prompt_mask.long().cumsum(-1) - 1).clamp_min(0)  # (B, P) as generate
     out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position,
-                cache=cache, cache_position=torch.arange(P, device=device), use_cache=True,
-                logits_to_keep=1)  # prefill: fills the cache for all prompt columns
+                cache=cache, use_cache=True, logits_to_keep=1)  # prefill: writes cache columns 0..P-1
     logits = out.logits[:, -1]  # (B, V)
+    counters = _write_counters(cache, P)  # each layer's "next column to write" (see the docstring)
     # the static inputs of one decode step; the graph reads and writes only these buffers
     tok = torch.zeros(B, 1, dtype=torch.long, device=device)  # (B, 1) graph input: the token just sampled
     pos = torch.zeros(B, 1, dtype=torch.long, device=device)  # (B, 1) graph input: its RoPE position id
-    cache_pos = torch.zeros(1, dtype=torch.long, device=device)  # (1,) graph input: the cache column written
+    column = torch.zeros((), dtype=torch.long, device=device)  # () graph input: the cache column written
     mask = _decode_mask(prompt_mask, P + T, attn_impl, logits.dtype)  # (B, 1, 1, P+T) graph input, in place
     first_pos = prompt_mask.long().sum(-1, keepdim=True)  # (B, 1) position id of completion token 0
 
     def step():
+        for counter in counters:  # write at `column`, however many forwards ran before (a graph op too)
+            counter.copy_(column)
         return model(input_ids=tok, attention_mask=mask, position_ids=pos, cache=cache,
-                     cache_position=cache_pos, use_cache=True).logits[:, -1]  # (B, V)
+                     use_cache=True).logits[:, -1]  # (B, V)
 
     graph, graph_logits = None, None
     unfinished = torch.ones(B, dtype=torch.bool, device=device)  # (B,) no EOS yet
@@ -108,16 +127,76 @@ def static_generate(model, prompt_ids, prompt_mask, config, *, use_graph=None):
             break
         tok.copy_(next_tok[:, None])
         pos.copy_(first_pos + t)
-        cache_pos.fill_(P + t)
+        column.fill_(P + t)
         _open_column(mask, P + t)
         if use_graph and graph is None:
-            graph, graph_logits = _capture(step)
+            graph, graph_logits = _capture(step, emulate=use_graph == "emulate")
         if graph is not None:
             graph.replay()  # one launch: the whole forward pass, recorded once
             logits = graph_logits  # (B, V) a static buffer, read by pick() before the next replay
         else:
             logits = step()
     return _trim_finished(generated, eos)
+
+
+def _write_counters(cache, prompt_len):
+    """Each cache layer's write counter (a 0-d tensor), after the prefill wrote `prompt_len`
+    columns; raises NotImplementedError for a cache whose layers write elsewhere."""
+    from transformers.cache_utils import StaticLayer
+    counters = [getattr(layer, "cumulative_length", None) for layer in cache.layers]
+    if any(type(layer) is not StaticLayer for layer in cache.layers) or not all(
+            isinstance(c, torch.Tensor) and c.dim() == 0 and int(c) == prompt_len for c in counters):
+        raise NotImplementedError("the static cache's layers are not plain StaticLayers that counted "
+                                  "the prompt's columns (a sliding-window model?)")
+    return counters
+
+
+_REASON = []  # the check below runs once per process; its answer is kept here
+_SAID = []  # the fallback line is printed once per process
+
+
+def wanted(sampler, device):
+    """Does rollout.sample use `static_generate`? For sampler "static", or "auto" on CUDA (on a CPU
+    `generate` is as fast) - unless transformers behaves otherwise than this file assumes: then
+    one printed line, once per process, and `generate`."""
+    if sampler not in ("auto", "hf", "static"):
+        raise ValueError(f"sampler must be auto, hf or static, got {sampler!r}")
+    if not (sampler == "static" or (sampler == "auto" and device.type == "cuda")):
+        return False
+    if unsupported_reason():
+        if not _SAID:
+            _SAID.append(True)
+            print(f"static sampler off: {unsupported_reason()}; sampling with generate", flush=True)
+        return False
+    return True
+
+
+def unsupported_reason():
+    """None when transformers' StaticLayer behaves as this sampler assumes (module docstring),
+    else one sentence saying what differs. Checked once per process on a 4-column CPU layer:
+    a write after the counter is set to 2 must land in column 2, whatever cache_position says."""
+    if not _REASON:
+        _REASON.append(_check_static_layer())
+    return _REASON[0]
+
+
+def _check_static_layer():
+    import transformers
+    try:
+        from transformers.cache_utils import StaticLayer
+        layer = StaticLayer(max_cache_len=4)
+        zeros = torch.zeros(1, 1, 1, 2)
+        layer.update(zeros, zeros, cache_position=torch.tensor([0]))  # allocates the buffers
+        layer.cumulative_length.fill_(2)
+        keys, _ = layer.update(zeros + 7, zeros + 7, cache_position=torch.tensor([0]))
+        written = keys[0, 0, :, 0].tolist()
+        ok = written == [0.0, 0.0, 7.0, 0.0] and int(layer.cumulative_length) == 3
+    except Exception as e:  # noqa: BLE001 - any other API is "another behaviour"
+        written, ok = f"{type(e).__name__}: {e}", False
+    if ok:
+        return None
+    return (f"transformers {transformers.__version__}: StaticLayer.update does not write at its "
+            f"cumulative_length counter (column values {written}, expected [0, 0, 7, 0])")
 
 
 def unfinished_steps(generated, eos):
@@ -134,8 +213,27 @@ def _trim_finished(generated, eos):
     return generated[:, :keep]
 
 
-def _capture(step):
-    """Warm up on a side stream, then record `step` as a CUDA graph; returns (graph, output)."""
+class _EmulatedGraph:
+    """What `torch.cuda.CUDAGraph.replay` does, run eagerly on any device: `step` once, its
+    output written into the buffer that the capture returned."""
+
+    def __init__(self, step, out):
+        self.step, self.out = step, out
+
+    def replay(self):
+        self.out.copy_(self.step())
+
+
+def _capture(step, emulate=False):
+    """Warm up on a side stream, then record `step` as a CUDA graph; returns (graph, output).
+
+    emulate=True runs the same Python calls on CPU: the warm-up steps run, the capture records
+    without running (so no state changes), and each replay runs `step` once."""
+    if emulate:
+        for _ in range(2):
+            out = step()
+        buffer = torch.empty_like(out)  # the capture's output: a static buffer each replay overwrites
+        return _EmulatedGraph(step, buffer), buffer
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):

@@ -5,10 +5,12 @@ Try it on any local or hub model:
     python rollout.py --model Qwen/Qwen2.5-Math-1.5B --problem "What is 3 + 4?" --group-size 4
 
 What it implements (METHOD.md §1, §3, §7):
-- prompts through the tokenizer's chat template when it has one (Qwen2.5-Math style: the
-  problem, then "Please reason step by step, and put your final answer within \\boxed{}."),
-  a plain "Question/Answer" template otherwise; left padding, so that every completion
-  starts at the same column P and one `logits_to_keep` covers all completion positions;
+- prompts through the tokenizer's chat template when it has one, with the instruction "Please
+  reason step by step, and put your final answer within \\boxed{}." exactly once (Qwen2.5-Math's
+  template already holds it as its default system message: the bare problem is sent), a plain
+  "Question/Answer" template otherwise; left padding, so that every completion starts at the
+  same column P and one `logits_to_keep` covers all completion positions;
+- a completion ends at the first EOS id or the chat template's end-of-turn token (`eos_ids`);
 - G sampled completions per prompt, a completion mask that keeps the EOS token (the model
   must learn to stop) and drops what follows it, found from the first EOS rather than from the
   pad id, so it is right also when pad == EOS (Qwen2.5-Math base models);
@@ -29,7 +31,6 @@ Departures and choices, with reasons:
 """
 
 import argparse
-import os
 import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -40,6 +41,13 @@ from transformers import GenerationConfig
 import apo
 import data
 import fast_sampler
+from loading import (  # noqa: F401 - rollout's API
+    ModelLoadError,
+    load_model_and_tokenizer,
+    peak_memory_mb,
+    pick_device_dtype,
+    resolve_model_name,
+)
 
 PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
 PLAIN_TEMPLATE = "Question: {problem}\n{suffix}\nAnswer:"  # for tokenizers without a chat template
@@ -123,19 +131,82 @@ class Reference(NamedTuple):
 # -------------------------------------------------------------------------------- prompts
 
 def format_prompt(tokenizer, problem):
-    """The text the model sees for one problem: chat template if the tokenizer has one."""
-    if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "user", "content": f"{problem}\n{PROMPT_SUFFIX}"}]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return PLAIN_TEMPLATE.format(problem=problem, suffix=PROMPT_SUFFIX)
+    """The text the model sees for one problem: its chat template if it has one, else PLAIN_TEMPLATE.
+    The instruction (PROMPT_SUFFIX) appears exactly once; see `prompt_messages`."""
+    messages = prompt_messages(tokenizer, problem)
+    if messages is None:
+        return PLAIN_TEMPLATE.format(problem=problem, suffix=PROMPT_SUFFIX)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def prompt_messages(tokenizer, problem):
+    """The chat messages for one problem, or None for a tokenizer without a chat template.
+
+    The instruction goes in once, where the template wants it: Qwen2.5-Math's template already
+    writes it as its default system message, so the bare problem is sent (as Qwen's own
+    `qwen25-math-cot` evaluation does); a template that shows a system message gets it as one;
+    any other gets it after the problem in the user message.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    style = _instruction_style(tokenizer)
+    if style == "default_system":
+        return [{"role": "user", "content": problem}]
+    if style == "system":
+        return [{"role": "system", "content": PROMPT_SUFFIX}, {"role": "user", "content": problem}]
+    return [{"role": "user", "content": f"{problem}\n{PROMPT_SUFFIX}"}]
+
+
+_STYLES = {}  # chat template text -> where it wants the instruction (rendering costs ~1 ms)
+_PROBE = "What is 1 + 1?"  # a problem for probing templates; it holds no instruction of its own
+
+
+def _instruction_style(tokenizer):
+    """Where the instruction goes for this chat template: "default_system", "system" or "user"."""
+    key = tokenizer.chat_template
+    if key not in _STYLES:
+        def render(messages):
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if PROMPT_SUFFIX in render([{"role": "user", "content": _PROBE}]):
+            _STYLES[key] = "default_system"
+        else:
+            try:  # a template may refuse a system role (a jinja error) or drop it silently
+                shown = render([{"role": "system", "content": PROMPT_SUFFIX},
+                                {"role": "user", "content": _PROBE}]).count(PROMPT_SUFFIX) == 1
+            except Exception:  # noqa: BLE001 - jinja2.TemplateError and whatever a template raises
+                shown = False
+            _STYLES[key] = "system" if shown else "user"
+    return _STYLES[key]
+
+
+def end_of_turn_id(tokenizer):
+    """The special token a chat template writes right after an assistant message (Qwen's
+    `<|im_end|>`), or None without a template or when that is not one special token."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    marker = "END_OF_TURN_PROBE"
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": _PROBE}, {"role": "assistant", "content": marker}], tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that cannot render this conversation
+        return None
+    after = text[text.rfind(marker) + len(marker):] if marker in text else ""
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after else []
+    return ids[0] if ids and ids[0] in set(tokenizer.all_special_ids) else None
 
 
 def eos_ids(model, tokenizer):
-    """Every token id that ends a completion (generation_config may list several)."""
+    """Every token id that ends a completion: the generation config's EOS ids, the tokenizer's,
+    and with a chat template its end-of-turn token. Qwen2.5-Math's base model lists only
+    `<|endoftext|>`, while its template ends a turn with `<|im_end|>`: a completion that writes
+    `<|im_end|>` has finished its answer, and what it writes after (a new turn, another answer)
+    must be neither sampled, scored nor graded."""
     ids = model.generation_config.eos_token_id
     ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
+    if end_of_turn_id(tokenizer) is not None:
+        ids.add(end_of_turn_id(tokenizer))
     if not ids:
         raise ValueError("the tokenizer and model define no EOS token; set tokenizer.eos_token")
     return sorted(ids)
@@ -156,71 +227,6 @@ def completion_mask(completion_ids, eos):
     seen_before = is_eos.cumsum(dim=1) - is_eos.long()  # (N, T) EOS strictly before t
     mask = (seen_before == 0).float()  # (N, T) 1.0 through the first EOS
     return mask, ~is_eos.any(dim=1)
-
-
-# -------------------------------------------------------------------------------- loading
-
-class ModelLoadError(RuntimeError):
-    """A model or tokenizer that cannot be loaded; the message says what to do."""
-
-
-def resolve_model_name(name):
-    """A bare Qwen model name means the Qwen organisation's hub repo; paths stay as they are.
-
-    >>> resolve_model_name("Qwen2.5-Math-1.5B"), resolve_model_name("org/model")
-    ('Qwen/Qwen2.5-Math-1.5B', 'org/model')
-    """
-    if os.path.exists(name) or "/" in name or not name.lower().startswith("qwen"):
-        return name
-    return f"Qwen/{name}"
-
-
-def pick_device_dtype(dtype="auto"):
-    """CUDA with bfloat16 when there is a GPU, else CPU float32 (bf16 matmuls are slow there)."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if dtype == "auto":
-        dtype = "bfloat16" if device == "cuda" else "float32"
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
-    return torch.device(device), getattr(torch, dtype)
-
-
-def peak_memory_mb(device):
-    """Peak memory so far: CUDA allocator peak on a GPU, the process's peak RSS (VmHWM) on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        with open("/proc/self/status") as f:  # Linux; elsewhere report nothing rather than guess
-            return next((int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM")), float("nan"))
-    except OSError:
-        return float("nan")
-
-
-def load_model_and_tokenizer(name, *, dtype="auto", device=None):
-    """Load a causal LM and its tokenizer from a local folder or the hub, in eval mode.
-
-    Raises ModelLoadError with one actionable sentence instead of a long traceback.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    name = resolve_model_name(name)
-    auto_device, torch_dtype = pick_device_dtype(dtype)
-    device = torch.device(device) if device else auto_device
-    if not os.path.exists(name) and (name.startswith((".", "/", "~")) or name.count("/") > 1):
-        raise ModelLoadError(f"model folder {name!r} does not exist; check the path")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype).to(device)
-    except torch.cuda.OutOfMemoryError:
-        raise
-    except Exception as e:  # noqa: BLE001 - OSError, ValueError, a truncated safetensors file (SafetensorError), ...
-        where = "folder" if os.path.exists(name) else "hub model"
-        detail = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}" if str(e) else type(e).__name__
-        raise ModelLoadError(
-            f"could not load {where} {name!r} ({detail}); give a local folder saved with "
-            f"save_pretrained, or a hub id with network access (HF_HUB_OFFLINE=1 means no hub)") from None
-    if tokenizer.pad_token_id is None:  # many base models ship no pad token: reuse EOS
-        tokenizer.pad_token = tokenizer.eos_token
-    return model.eval(), tokenizer
 
 
 def drop_long_prompts(problems, tokenizer, max_tokens, flag="--max-prompt-tokens"):
@@ -260,8 +266,6 @@ def sample(model, tokenizer, problems, group_size, *, temperature=1.0, top_p=1.0
     "hf" (`generate`), "static" (static cache + CUDA graph, fast_sampler.py) or "auto" (static on
     CUDA, falling back to `generate` if it cannot run; `generate` on CPU, where it is as fast).
     """
-    if sampler not in ("auto", "hf", "static"):
-        raise ValueError(f"sampler must be auto, hf or static, got {sampler!r}")
     prompts = [format_prompt(tokenizer, p) for p in problems]
     has_template = bool(getattr(tokenizer, "chat_template", None))
     enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
@@ -275,7 +279,7 @@ def sample(model, tokenizer, problems, group_size, *, temperature=1.0, top_p=1.0
     pad = config.pad_token_id
     P = prompt_ids.shape[1]
     pieces = []
-    use_static = sampler == "static" or (sampler == "auto" and device.type == "cuda")
+    use_static = fast_sampler.wanted(sampler, device)  # static on CUDA when transformers allows
     for start in range(0, prompt_ids.shape[0], batch_size):
         ids, attn = prompt_ids[start:start + batch_size], prompt_mask[start:start + batch_size]
         if use_static:

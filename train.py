@@ -104,7 +104,8 @@ class Config:
                                              "off", choices=("auto", "on", "off"))
     dtype: str = cli.option("auto", "compute dtype: auto (bf16 on GPU, float32 on CPU), bfloat16, float32")
     # --- outputs and checkpoints
-    out: str = cli.option("runs/apo", "output folder: metrics.jsonl, checkpoints, final model")
+    out: str = cli.option(None, "output folder: metrics.jsonl, checkpoints, final model (default: runs/LOSS)",
+                          type=str)
     save_every: int = cli.option(50, "checkpoint every N steps and at the last (0: never, for benchmarks)")
     keep_checkpoints: int = cli.option(2, "keep only the newest N checkpoint-STEP folders (0: keep all)")
     resume: bool = cli.option(False, "continue from the latest checkpoint in --out")
@@ -124,6 +125,7 @@ class ConfigError(ValueError):
 def parse_config(argv=None):
     """The command line as a checked Config; ConfigError names the flag to fix."""
     cfg = cli.parse(Config, argv)
+    cfg.out = cfg.out or f"runs/{cfg.loss}"  # one folder per method: `--loss grpo` writes runs/grpo
     if bad := cli.non_finite_floats(cfg):  # nan passes every comparison below; inf trains all-NaN weights
         raise ConfigError(f"--{bad[0].replace('_', '-')} must be a finite number, got {getattr(cfg, bad[0])}")
     checks = [
@@ -284,14 +286,24 @@ def heldout_pass1(model, tokenizer, problems, cfg, autocast):
 
 # --------------------------------------------------------------------------------- setup
 
-def load_models(cfg, ckpt, device, compute_dtype):
+def device_plan(cfg):
+    """(device, compute dtype, autocast on, gradient checkpointing on): the one place where train.py
+    asks which device it runs on. On CUDA: bf16 autocast over float32 weights and (with "auto")
+    checkpointing; on a CPU: float32, neither. Tests force the CUDA answers on a CPU."""
+    device, compute_dtype = rollout.pick_device_dtype(cfg.dtype)
+    use_autocast = device.type == "cuda" and compute_dtype != torch.float32
+    on_cuda = cfg.gradient_checkpointing == "auto" and device.type == "cuda"
+    return device, compute_dtype, use_autocast, cfg.gradient_checkpointing == "on" or on_cuda
+
+
+def load_models(cfg, ckpt, device, checkpointing):
     """The policy (float32 master weights, from the checkpoint when resuming), its tokenizer, and
     the frozen reference (None when the loss needs none). The reference has float32 weights and
     runs under the same autocast as the policy: one precision path, so at step 0 its log-probs
     are the policy's to the last bit and r_anchor is exactly 1 (departure 2)."""
     base = tiny_lm.resolve_model(cfg.model)  # --model tiny: the CPU math LM, built once
     model, tokenizer = rollout.load_model_and_tokenizer(ckpt or base, dtype="float32", device=device)
-    if cfg.gradient_checkpointing == "on" or (cfg.gradient_checkpointing == "auto" and device.type == "cuda"):
+    if checkpointing:
         model.activation_checkpointing_enable()  # TRL's GRPO default too: activations are the big term
     ref_model = None
     if cfg.loss != "grpo" or cfg.track_safe_mass:  # the initial policy, frozen, in the policy's precision
@@ -319,8 +331,7 @@ def run(cfg):
 
 
 def train(cfg):
-    device, compute_dtype = rollout.pick_device_dtype(cfg.dtype)
-    use_autocast = device.type == "cuda" and compute_dtype != torch.float32
+    device, compute_dtype, use_autocast, checkpointing = device_plan(cfg)
 
     def autocast():
         return torch.autocast(device.type, dtype=compute_dtype, enabled=use_autocast)
@@ -333,7 +344,7 @@ def train(cfg):
             checkpoints.write_final_from(ckpt, cfg.out)
         return print(f"nothing to do: {ckpt} is at step {start} and --steps is {cfg.steps}")
     problems = data.load_problems(cfg.dataset, cfg.split, levels=cfg.level_set or None)
-    model, tokenizer, ref_model = load_models(cfg, ckpt, device, compute_dtype)
+    model, tokenizer, ref_model = load_models(cfg, ckpt, device, checkpointing)
     problems, dropped = rollout.drop_long_prompts(problems, tokenizer, cfg.max_prompt_tokens)
     line, refusal = memory.check(model, cfg, device, autocast, compute_dtype.itemsize, ref_model is not None)
     print(line)

@@ -54,6 +54,7 @@ DEFAULTS = {  # per shape: prompts B, group G, completion tokens T, steps timed,
                          sampler_batches=(128, 256), sampler_tokens=256),
 }
 WARMUP_STEPS = 1  # first step pays for allocation, kernel selection and graph capture
+PARTS = ("sampler", "ours", "recipe", "logprob", "trl")  # most telling first: a run cut short still reports
 LOSSES = ("grpo", "grpo_kl", "apo")  # grpo_kl and apo both load the reference: their ratio is APO's own cost
 
 
@@ -81,14 +82,27 @@ def run_ours(loss, model_dir, data_file, out, s, sampler):
            "--group-size", str(s["group"]), "--max-new-tokens", str(s["tokens"]),
            "--micro-batch-size", str(s["micro"]), "--gen-batch-size", str(s["prompts"] * s["group"]),
            "--save-every", "0", "--out", out, "--sampler", sampler, "--lr", "1e-6"]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = _train(cmd)
     with open(os.path.join(out, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f][WARMUP_STEPS:]
     med = {k: statistics.median(r[k] for r in rows) for k in
            ("seconds", "gen_seconds", "ref_seconds", "loss_seconds", "opt_seconds", "gen_tokens_per_s")}
     return {"step_s": med["seconds"], "gen_s": med["gen_seconds"], "ref_s": med["ref_seconds"],
             "loss_s": med["loss_seconds"], "opt_s": med["opt_seconds"], "tok_per_s": med["gen_tokens_per_s"],
-            "peak_mb": max(r["peak_mb"] for r in rows)}
+            "peak_mb": max(r["peak_mb"] for r in rows), "sampler_fell_back": _fell_back(p)}
+
+
+def _train(cmd):
+    """train.py in a subprocess; its error output in the exception when it fails."""
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"train.py exited {p.returncode}:\n{p.stderr[-3000:]}")
+    return p
+
+
+def _fell_back(p):
+    """Did rollout.sample fall back from the static sampler to generate in this run?"""
+    return "static sampler" in p.stdout + p.stderr
 
 
 def run_default_recipe(model_dir, data_file, out):
@@ -96,13 +110,14 @@ def run_default_recipe(model_dir, data_file, out):
     returns its phase times, peak memory and the memory-estimate line train.py printed."""
     cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--model", model_dir, "--dataset", data_file,
            "--steps", "1", "--save-every", "0", "--out", out]
-    p = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    p = _train(cmd)
     with open(os.path.join(out, "metrics.jsonl")) as f:
         m = json.loads(f.readline())
     estimate = next((line for line in p.stdout.splitlines() if line.startswith("memory estimate")), "")
     return {"step_s": m["seconds"], "gen_s": m["gen_seconds"], "ref_s": m["ref_seconds"],
             "loss_s": m["loss_seconds"], "opt_s": m["opt_seconds"], "peak_mb": m["peak_mb"],
-            "tokens": round(m["gen_tokens_per_s"] * m["gen_seconds"]), "estimate": estimate}
+            "tokens": round(m["gen_tokens_per_s"] * m["gen_seconds"]), "estimate": estimate,
+            "sampler_fell_back": _fell_back(p)}
 
 
 def trl_worker(model_dir, data_file, s):
@@ -211,11 +226,26 @@ def _peak(device):
     return rollout.peak_memory_mb(device)
 
 
-def _worker_json(args):
-    p = subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True, text=True)
+def _worker_json(args, timeout=None):
+    p = subprocess.run([sys.executable, os.path.abspath(__file__), *args], capture_output=True, text=True,
+                       timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError(f"bench worker {args[:2]} failed:\n{p.stderr[-2000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _part(name, fn):
+    """Run one measurement; a failure is printed and recorded, and the other parts still run
+    (on a lent GPU, partial results beat none)."""
+    t0 = time.time()
+    try:
+        result = fn()
+    except Exception as e:  # noqa: BLE001 - subprocess errors, timeouts, a missing package
+        detail = "\n  ".join(str(e).strip().splitlines()[-8:])
+        print(f"{name}: FAILED after {time.time() - t0:.0f} s: {type(e).__name__}: {detail}", flush=True)
+        return {"error": f"{type(e).__name__}: {e}"[-2000:]}
+    print(f"{name}: done in {time.time() - t0:.0f} s: {json.dumps(result)}", flush=True)
+    return result
 
 
 def main(argv=None):
@@ -228,9 +258,15 @@ def main(argv=None):
     ap.add_argument("--no-trl", action="store_true", help="skip the TRL comparison")
     ap.add_argument("--default-recipe", action="store_true",
                     help="also one step of train.py's default recipe (16 x 8 completions, up to 3000 tokens)")
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help=f"comma-separated parts to run, in this order: {','.join(PARTS)} "
+                         "(recipe only with --default-recipe)")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)  # internal: one measurement
     args = ap.parse_args(argv)
+    parts = args.parts.split(",")
+    if not set(parts) <= set(PARTS):
+        ap.error(f"--parts takes names from {', '.join(PARTS)}, got {args.parts!r}")
     s = dict(DEFAULTS[args.shape])
     overrides = (("steps", args.steps), ("tokens", args.tokens), ("lp_tokens", args.lp_tokens))
     s.update({k: v for k, v in overrides if v is not None})
@@ -250,27 +286,36 @@ def main(argv=None):
         model_dir, data_file = os.path.join(tmp, "model"), os.path.join(tmp, "prompts.jsonl")
         params = build_model(model_dir, args.shape)
         write_prompts(data_file, 64)
-        ours = {loss: run_ours(loss, model_dir, data_file, os.path.join(tmp, loss), s, args.sampler)
-                for loss in LOSSES}
-        recipe = None
-        if args.default_recipe:
-            recipe = run_default_recipe(model_dir, data_file, os.path.join(tmp, "recipe"))
+        print(f"model: {params:,} parameters, built in {time.time() - t0:.0f} s", flush=True)
         common = ["--shape", args.shape, "--steps", str(s["steps"]), "--tokens", str(s["tokens"]),
                   "--lp-tokens", str(s["lp_tokens"])]  # workers see the same settings
+        # each part prints when it ends, so a run cut short still reports what it measured
+        sampler = {b: _part(f"sampler batch {b}", lambda b=b: _worker_json(
+            common + ["--worker", "sampler", model_dir, str(b)]))
+            for b in s["sampler_batches"] if "sampler" in parts}
+        ours = {loss: _part(f"ours {loss}", lambda loss=loss: run_ours(
+            loss, model_dir, data_file, os.path.join(tmp, loss), s, args.sampler))
+            for loss in LOSSES if "ours" in parts}
+        recipe = None
+        if args.default_recipe and "recipe" in parts:
+            recipe = _part("default recipe", lambda: run_default_recipe(
+                model_dir, data_file, os.path.join(tmp, "recipe")))
+        shape_args = common + ["--worker", "logprob"]
+        logprob = {f"{mode}_mb": _part(f"log-prob {mode}", lambda mode=mode: _worker_json(
+            shape_args + [mode])).get("peak_mb", float("nan"))
+            for mode in ("naive", "lean") if "logprob" in parts}
         trl_result = None
-        if args.no_trl:
+        if "trl" not in parts:
+            pass
+        elif args.no_trl:
             print("trl: skipped (--no-trl)")
         else:
             try:
                 import trl  # noqa: F401  (only to know whether it is installed)
-                trl_result = _worker_json(common + ["--worker", "trl", model_dir, data_file])
+                trl_result = _part("trl grpo", lambda: _worker_json(
+                    common + ["--worker", "trl", model_dir, data_file]))
             except ImportError:
                 print("trl: skipped: TRL is not installed (pip install -r requirements-trl.txt)")
-        sampler = {b: _worker_json(common + ["--worker", "sampler", model_dir, str(b)])
-                   for b in s["sampler_batches"]}
-        shape_args = common + ["--worker", "logprob"]
-        logprob = {"naive_mb": _worker_json(shape_args + ["naive"])["peak_mb"],
-                   "lean_mb": _worker_json(shape_args + ["lean"])["peak_mb"]}
     result = {"device": device, "shape": args.shape, "params": params, "settings": s, "ours": ours,
               "trl": trl_result, "sampler": sampler, "logprob_peak": logprob, "default_recipe": recipe,
               "seconds": time.time() - t0}
@@ -284,28 +329,34 @@ def main(argv=None):
 def print_report(r):
     cols = ("step s", "gen s", "ref s", "loss s", "opt s", "tok/s", "peak MB")
     print(f"\n{'run':<10}" + "".join(f"{c:>9}" for c in cols))
-    for name, m in r["ours"].items():
+    ok = {name: m for name, m in r["ours"].items() if "error" not in m}
+    for name, m in ok.items():
         vals = [m[k] for k in ("step_s", "gen_s", "ref_s", "loss_s", "opt_s")]
         print(f"{name:<10}" + "".join(f"{v:>9.2f}" for v in vals)
               + f"{m['tok_per_s']:>9.0f}{m['peak_mb']:>9.0f}")
-    if r["trl"]:
+    if r["trl"] and "error" not in r["trl"]:
         print(f"{'trl grpo':<10}{r['trl']['step_s']:>9.2f}{'':>45}{r['trl']['peak_mb']:>9.0f}")
     for base in ("grpo", "grpo_kl"):
-        g, a = r["ours"][base], r["ours"]["apo"]
+        if base not in ok or "apo" not in ok:
+            continue
+        g, a = ok[base], ok["apo"]
         print(f"apo vs {base}: step time {a['step_s'] / g['step_s'] - 1:+.1%}, peak memory "
               f"{a['peak_mb'] / g['peak_mb'] - 1:+.1%}")
     for batch, sp in r["sampler"].items():
+        if "error" in sp:
+            continue
         print(f"sampling, batch {batch}: generate {sp['hf']['tok_per_s']:.0f} tok/s "
               f"({sp['hf']['ms_per_step']:.1f} ms/step), static sampler {sp['static']['tok_per_s']:.0f} "
               f"tok/s ({sp['static']['ms_per_step']:.1f} ms/step): {sp['speedup']:.2f}x")
-    if r["default_recipe"]:
+    if r["default_recipe"] and "error" not in r["default_recipe"]:
         d = r["default_recipe"]
         print(f"default recipe, one step: {d['step_s']:.1f} s (gen {d['gen_s']:.1f}, ref {d['ref_s']:.1f}, "
               f"loss {d['loss_s']:.1f}, opt {d['opt_s']:.1f}), {d['tokens']} completion tokens, peak "
               f"{d['peak_mb']:.0f} MB\n  {d['estimate']}")
     lp = r["logprob_peak"]
-    print(f"log-prob path, forward+backward at V={QWEN_VOCAB}: naive float32 {lp['naive_mb']:.0f} MB, "
-          f"lean {lp['lean_mb']:.0f} MB ({lp['lean_mb'] / lp['naive_mb']:.0%} of naive)")
+    if lp:
+        print(f"log-prob path, forward+backward at V={QWEN_VOCAB}: naive float32 {lp['naive_mb']:.0f} MB, "
+              f"lean {lp['lean_mb']:.0f} MB ({lp['lean_mb'] / lp['naive_mb']:.0%} of naive)")
     print(f"total {r['seconds']:.0f} s")
 
 

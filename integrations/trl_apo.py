@@ -134,11 +134,9 @@ def math_reward(completions, answer, **kwargs):
 
 
 def prompt_column(tokenizer, problem):
-    """The `prompt` TRL should get so that the model sees exactly rollout.format_prompt's text: a chat
-    message (TRL applies the template, generation prompt included) or, without a template, the plain text."""
-    if getattr(tokenizer, "chat_template", None):
-        return [{"role": "user", "content": f"{problem}\n{rollout.PROMPT_SUFFIX}"}]
-    return rollout.format_prompt(tokenizer, problem)
+    """The `prompt` TRL should get so that the model sees exactly rollout.format_prompt's text: chat
+    messages (TRL applies the template, generation prompt included) or, without a template, the plain text."""
+    return rollout.prompt_messages(tokenizer, problem) or rollout.format_prompt(tokenizer, problem)
 
 
 class APOTrainer(GRPOTrainer):
@@ -161,7 +159,17 @@ class APOTrainer(GRPOTrainer):
                              "and use a text model")
         if self.aux_loss_enabled:
             raise ValueError("set router_aux_loss_coef=0.0: APOTrainer adds no MoE load-balancing loss")
+        self._stop_at_end_of_turn()
         self.apo_ref_model = None if args.apo_loss == "grpo" else self._frozen_reference(ref_model)
+
+    def _stop_at_end_of_turn(self):
+        """Stop where train.py stops: rollout.eos_ids adds the chat template's end-of-turn token
+        (Qwen2.5-Math's base model lists only <|endoftext|>), for sampling and for TRL's masks."""
+        eos = rollout.eos_ids(self.model, self._tokenizer)
+        self.eos_token_ids = eos
+        if getattr(self, "generation_kwargs", None) is not None:  # the transformers path; vLLM has its own
+            self.generation_kwargs["eos_token_id"] = eos
+            self.generation_config.eos_token_id = eos
 
     def _frozen_reference(self, ref_model):
         """The initial policy, frozen and wrapped for the distributed backend (as GRPOTrainer's ref_model).

@@ -116,7 +116,8 @@ def test_sampling_distribution_is_the_policy(model_tok):
 def test_prompt_uses_chat_template_or_plain_text(model_tok, random_model_dir):
     _, tok = model_tok
     text = rollout.format_prompt(tok, "What is 1 + 1?")
-    assert text.startswith("<|im_start|>user\nWhat is 1 + 1?\n" + rollout.PROMPT_SUFFIX)
+    assert text == ("<|im_start|>system\n" + rollout.PROMPT_SUFFIX + "<|im_end|>\n"  # its template shows a
+                    "<|im_start|>user\nWhat is 1 + 1?<|im_end|>\n<|im_start|>assistant\n")  # system role
     tok.chat_template = None
     try:
         assert rollout.format_prompt(tok, "What is 1 + 1?") == rollout.PLAIN_TEMPLATE.format(
@@ -201,7 +202,10 @@ def _cpu_bf16():
 def test_bf16_policy_logps_equal_the_samplers_own_logprobs(model_tok):
     """Under bf16 autocast at temperature 0.7 the loss scores a sampled token with the very
     float32 distribution `generate` sampled it from: the division by the temperature happens in
-    float32 on both sides (bf16 division would be off by ~1e-3 nats, up to 0.2 on big logits)."""
+    float32 on both sides (bf16 division would be off by ~1e-3 nats, up to 0.2 on big logits).
+    What may remain is bf16 kernel noise: a cached decode step and a full forward can round a
+    logit one bf16 unit apart on some CPUs (2.6e-4 nats on 1 of 16 tokens seen here), so most
+    tokens, not all, must agree to float32 noise; bf16 division leaves ~1 in 16 that close."""
     model, tok = model_tok
     enc = tok([rollout.format_prompt(tok, p) for p in PROBLEMS], return_tensors="pt", padding=True,
               padding_side="left", add_special_tokens=False)
@@ -216,7 +220,9 @@ def test_bf16_policy_logps_equal_the_samplers_own_logprobs(model_tok):
     attn = torch.cat([enc["attention_mask"], mask.long()], 1)
     with _cpu_bf16():
         logp, _, _ = rollout.policy_logps(model, out.sequences, attn, completion, temperature=0.7)
-    assert ((logp - sampler).abs() * mask).max() < 1e-5  # float32 noise, not bf16 rounding
+    diff = (logp - sampler).abs()[mask.bool()]
+    assert (diff < 1e-5).float().mean() >= 0.75  # float32 noise on most tokens, not bf16 rounding
+    assert diff.max() < 1e-3  # and bf16 kernel noise at most
 
 
 def test_bf16_reference_at_step_0_is_the_policy_bit_for_bit(model_tok, roll):

@@ -238,3 +238,24 @@ def test_first_pass_ratio_is_exactly_1_under_bf16(random_model_dir, tmp_path, mo
     trainer.train()
     assert len(seen) == 2 and seen[0] == 0.0  # first pass: exactly 1; the second reuses the batch
     assert seen[1] > 0  # after one update the same samples are off-policy: the test can see a difference
+
+
+def test_trl_sees_our_prompt_and_stops_where_train_py_stops(tmp_path):
+    """On a tokenizer with Qwen2.5-Math-1.5B's chat template and a model that lists only <|endoftext|>:
+    TRL renders the very prompt rollout.format_prompt makes, and <|im_end|> ends its completions too."""
+    from pathlib import Path
+
+    from toy import random_qwen2
+    template = (Path(__file__).parent / "data" / "qwen2.5-math-1.5b.chat_template.jinja").read_text()
+    tok = random_qwen2.train_tokenizer(random_qwen2.CORPUS, random_qwen2.BPE_VOCAB, chat_template=template)
+    model_dir = random_qwen2.save(tmp_path / "model", random_qwen2.qwen2_model(tok, hidden=32, layers=2,
+                                                                             heads=4), tok)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    messages = prompt_column(tokenizer, "What is 2 + 3?")
+    assert tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) \
+        == rollout.format_prompt(tokenizer, "What is 2 + 3?")
+    trainer = make_trainer(model_dir, tmp_path / "out", apo_loss="grpo")
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert im_end not in [trainer.model.generation_config.eos_token_id]  # the case under test
+    assert sorted(trainer.eos_token_ids) == sorted(trainer.generation_config.eos_token_id) \
+        == rollout.eos_ids(trainer.model, tokenizer) == sorted({tokenizer.eos_token_id, im_end})

@@ -82,9 +82,10 @@ CORPUS = [  # the text the random Qwen2's BPE merges are learned from: words and
 ]
 
 
-def train_tokenizer(corpus, vocab_size, chat_template=None, max_positions=MAX_POSITIONS):
+def train_tokenizer(corpus, vocab_size, chat_template=None, max_positions=MAX_POSITIONS, special_tokens=()):
     """A byte-level BPE with Qwen2's pre-tokenizer, wrapped as the Qwen2Tokenizer it loads as
-    (choices 1-3 of the module docstring)."""
+    (choices 1-3 of the module docstring); `special_tokens` are more special tokens after
+    EOS, "<|im_start|>" and "<|im_end|>"."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
@@ -95,14 +96,15 @@ def train_tokenizer(corpus, vocab_size, chat_template=None, max_positions=MAX_PO
         pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, IM_START, IM_END],
+    specials = [EOS, IM_START, IM_END, *special_tokens]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     bpe.train_from_iterator(corpus, trainer)
     merges = [tuple(m) for m in json.loads(bpe.to_str())["model"]["merges"]]  # [("Ġ", "t"), ...]
     tokenizer = Qwen2Tokenizer(vocab=bpe.get_vocab(), merges=merges, eos_token=EOS, pad_token=EOS,
                                unk_token=None, padding_side="left", model_max_length=max_positions,
-                               additional_special_tokens=[IM_START, IM_END])
+                               additional_special_tokens=specials[1:])
     if chat_template:
         tokenizer.chat_template = chat_template
     return tokenizer
