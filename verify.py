@@ -28,23 +28,24 @@ Departures from plain math_verify, each kept because it grades better (dev/grade
 1. The final statement, not every box: math_verify merges all the boxes of a text into one set, so
    a corrected "\\boxed{3}. Wait, no: \\boxed{4}" is {3, 4} there and 4 here.
 2. math_verify sees only the extracted answer, in \\boxed{}, so the logged answer is the graded one.
-   Its patterns search the last MAX_TAIL_CHARS characters (their cost grows with the square of the
-   length); boxes are found in the whole text, in linear time.
+   Its patterns search the last MAX_TAIL_CHARS characters; boxes the whole text, in linear time.
 3. A normalised-string fast path runs first, with the MATH conventions: "1 000" and "1\\,000" are
    1000 (math_verify: 1·000 = 0); "10 weeks", "5\\operatorname{cm}" are 10, 5 (math_verify: 10·w·e·e·k·s,
    unparsed); "2\\frac{1}{2}", "7 3/4" are mixed numbers (math_verify: 2·1/2 = 1); "32, 349" is a list.
 4. One CPU-time limit for the comparison, not math_verify's wall-clock alarms (which raise outside
-   the main thread). Main thread: a SIGALRM timer that re-arms until the thread has used its CPU
-   budget, then puts the caller's own SIGALRM handler and timer back. Other threads: a forked child
-   (~15 ms with torch loaded). sympy's first-call costs (~0.5 s) are paid once per process before any
-   fork (`_warm_up`): a loaded machine makes a check slower, never a right answer 0. WALL_LIMIT_S is
-   the backstop. Without fork and SIGALRM (Windows) there is no limit.
+   the main thread). Main thread: a re-armed SIGALRM timer (`_with_alarm`; the caller's own handler
+   and timer are put back). Other threads: a forked child (~15 ms with torch loaded). sympy's first-call
+   costs (~0.5 s) are paid once per process before any fork (`_warm_up`): a loaded machine makes a
+   check slower, never a right answer 0. WALL_LIMIT_S is the backstop. No fork, SIGALRM (Windows): no limit.
 5. Answers that would make sympy build astronomically large numbers (10^{10^{10}}, (10!)!, 5000
    digits, deep nesting) are compared as normalised strings only: C big-integer arithmetic cannot
    be interrupted. Legitimate towers such as e^{x^2} lose the sympy check too.
+6. "7.5e-5" is 7.5×10^{-5}; powers of ten compare exactly (math_verify: 7.5·e − 5; 1×10^{-19} = 2×10^{-19}).
+7. benchmark="minerva": a numeric gold is a measurement: "L = 3 \\times 10^8 m/s" is 3e8, within REL_TOL.
 """
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -62,37 +63,40 @@ WALL_LIMIT_S = 20.0  # backstop: a comparison starved of CPU by other processes,
 MIN_ALARM_S = 0.01  # the shortest re-armed alarm: the CPU limit is kept to within this
 FORK_GRACE_S = 1.0  # extra wait for a forked child to start and report before we kill it
 MAX_ANSWER_CHARS = 1000  # longer "answers" are rambling, not answers: reward 0 at once
-MAX_TAIL_CHARS = 4000  # math_verify's patterns search this much of the end (worst case ~0.12 s)
+MAX_TAIL_CHARS = 4000  # math_verify's patterns (cost ∝ length²) search this much of the end (worst ~0.12 s)
 MAX_GAP_CHARS = 60  # the longest connector between two boxes of one answer
 MAX_NESTING = 50  # deeper (([{ nesting only appears in garbage; sympy recursion is slow
 MAX_DIGITS = 100  # longer digit runs: string comparison only (departure 5)
 MAX_EXPONENT_DIGITS = 4  # 2^{2024} is a real competition answer; 9^{99999999} is not
 BOX_PRIORITY = 50  # math_verify's rank for a box: with "final answer ... is", after "... I hope"
-UNITS = ("units?", "square units", "cm", "mm", "km", "meters?", "metres?", "inches", "inch", "feet", "foot",
-         "ft", "yards?", "miles?", "mph", "degrees?", "dollars?", "cents?", "hours?", "minutes?", "seconds?",
-         "days?", "weeks?", "years?", "kg", "grams?", "pounds?")  # fmt: skip
+UNITS = ("units?|square units|cm|mm|km|meters?|metres?|inches|inch|feet|foot|ft|yards?|miles?|mph|degrees?|"
+         "dollars?|cents?|hours?|minutes?|seconds?|days?|weeks?|years?|kg|grams?|pounds?")
+REL_TOL = {"minerva": 1e-4, "math-ai/minervamath": 1e-4}  # QwenLM/Qwen2.5-Math evaluation/grader.py
 WRAPPERS = "text|textnormal|textrm|textit|textbf|textsf|texttt|mbox|hbox|mathrm|mathit|mathbf|operatorname"
 WARM_UP = [  # (pred, gold): one answer of each kind, so sympy imports and caches what they use
     ("x^2+2x+1", "(x+1)^2"), (r"\frac{1}{2}", "0.5"), (r"2\sqrt{3}+\pi", r"\sqrt{12}+\pi"), ("x=3", "3"),
     ("(0,1]", "[0,1)"), (r"\{1,2\}", "2, 1"), ("(1, 2)", "(2, 1)"), (r"50\%", "0.5"), ("1+2i", "i(2-i)"),
     (r"\sin^2 x+\cos^2 x", "1"), (r"x\le 3", r"(-\infty, 3]"), (r"\begin{pmatrix}1\\2\end{pmatrix}", "(1,2)")]
-
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _TOKEN_RE = re.compile(r"\\?[^\s${}\\]+")  # the argument of "\boxed 5": one token
 _SPACES_RE = re.compile(r"\s*")
 _BRACE_RE = re.compile(r"\\.|[{}]", re.DOTALL)
 _GAP_RE = re.compile(  # what may stand between two boxes of one answer: \text{ for part (a) and }, "y_2 ="
     r"(?:\s|[,;&~]|\$|\\[()\[\]]|\\(?:q?quad|[,;:! ])|\b(?:and|or)\b|[A-Za-z]\w*(?:_\{?\w+\}?)?\s*="
-    r"|\\(?:" + WRAPPERS + r")\s*\{(?:[\s,;]*|[^{}\n]{0,25}\b(?:and|or)\b[^{}\n]{0,25})\})*"
-)  # fmt: skip
+    r"|\\(?:" + WRAPPERS + r")\s*\{(?:[\s,;]*|[^{}\n]{0,25}\b(?:and|or)\b[^{}\n]{0,25})\})*")  # fmt: skip
 _WRAPPED_RE = re.compile(r"\\(?:" + WRAPPERS + r")\s*\{([^{}]*)\}")
 _UNITS_RE = re.compile(  # a unit at the very end; the lookbehind keeps "ecm" or "x_cm" intact
-    r"(?<=[\d\s}])(?:sq\.?\s*|square\s+)?(?:" + "|".join(UNITS) + r")(?:\^\{?[23]\}?)?\s*\.?\s*$"
-)
+    r"(?<=[\d\s}])(?:sq\.?\s*|square\s+)?(?:" + UNITS + r")(?:\^\{?[23]\}?)?\s*\.?\s*$")
 _THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:(?:,|\{,\}|,\\!|\\,|\\ |~| )\d{3})+(?:\.\d+)?")  # 1,000 1\,000
 # Dropped from the key; a space between two digits stays ("1 2" is not 12).
 _DROP_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\\?%|\\?\$|\\[,;!: ]|~|(?<!\d)\s+|\s+(?!\d)")
-_DECIMAL_RE = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:/\d+)?")
+_DECIMAL_RE = re.compile(r"(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d{1,4})?)(?:/(\d+))?")  # 0.5 1/2 1./3 4e-5
+_POWER_RE = re.compile(r"(?:(-?(?:\d+\.?\d*|\.\d+))(?:\\times|\\cdot|×)|(-?))10\^\{?([-+]?\d{1,4})\}?")
+_EXPONENT_RE = re.compile(r"(?:[eE]|\s*(?:\\times|\\cdot|×)\s*10\^|\^)\{?[-+]?\d{1,4}\}?(?!\w|\.\d)")
+_MEASURED_RE = re.compile(  # value, unit; units dropped as in wellecks/lm-evaluation-harness ocw_courses.py
+    r"(?:.*(?:=|\\approx))?\s*(-?(?:\d[\d,]*\.?\d*|\.\d+)(?:" + _EXPONENT_RE.pattern + r")?)"
+    r"(?!\s*[ei]\W*$|\^\{?-?\d)((?:[^-\d\\^{}=+]|\\[,;:! ]|\\(?:cdot|AA|mu|Omega|circ|prime)\b"
+    r"|\\(?:" + WRAPPERS + r")\{[^{}\d]*\}|\^\{?(?:[-+]?\d+|(?:\\circ|\\prime)+)\}?)*)")
 _FRAC_RE = re.compile(r"(-?)\\frac\{(-?\d+)\}\{(\d+)\}")
 _BARE_FRAC_RE = re.compile(r"\\frac\s*(?:\{(\d+)\}|(\d))\s*(?:\{(\d+)\}|(\d))")  # \frac12, \frac1{72}
 _MIXED_RE = re.compile(r"(-?)(\d+) ?(?:(\d+)/(\d+)|\\frac\{(\d+)\}\{(\d+)\})")  # 7 3/4, 2\frac{1}{2}
@@ -104,7 +108,6 @@ _HUGE_RE = re.compile("|".join([  # departure 5: each alternative is one way to 
     r"\*\*\s*[\w.]+\s*\*\*",  # a tower in Python syntax: 10**10**10
     r"\d{5,}\s*[)}]*\s*!|!\s*[)}]*\s*!",  # 12345!, or a factorial of one: (10!)!
 ]))  # fmt: skip
-
 # math_verify warns once that its own timeouts are off; ours replace them (departure 4).
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 _warm_lock = threading.Lock()
@@ -128,10 +131,10 @@ class _TimeUp(BaseException):
     """Raised at the time limit: a BaseException, which sympy's `except Exception` cannot swallow."""
 
 
-def _as_text(x) -> str | None:
-    """Strings as they are, ints and floats as their decimal text (a gold of 12), else None."""
+def _as_text(x) -> str:
+    """Strings, and ints and floats as their decimal text (a gold of 12), stripped; anything else ""."""
     number = isinstance(x, (int, float)) and not isinstance(x, bool)
-    return x if isinstance(x, str) else str(x) if number else None
+    return x.strip() if isinstance(x, str) else str(x) if number else ""
 
 
 def _box_at(text: str, box: re.Match) -> tuple[str, int] | None:
@@ -151,17 +154,14 @@ def _box_at(text: str, box: re.Match) -> tuple[str, int] | None:
 def _final_boxes(text: str) -> tuple[str, int] | None:
     """(answer, end) of the last box and the boxes chained to it by connectors only;
     ("", -1) when the last box is cut off or empty, None when there is no box."""
-    last = None
-    for last in _BOX_RE.finditer(text):  # one linear pass, even over megabytes
-        pass
+    last = max(_BOX_RE.finditer(text), key=re.Match.start, default=None)  # one linear pass, even over MBs
     found = _box_at(text, last) if last else None
     if last is None or found is None or not found[0].strip():
         return None if last is None else ("", -1)
     contents, start, end = [found[0].strip()], last.start(), found[1]
     while True:  # walk back over the boxes joined to this one
-        prev = None
-        for prev in _BOX_RE.finditer(text, max(0, start - MAX_GAP_CHARS - MAX_ANSWER_CHARS - 10), start):
-            pass
+        window = max(0, start - MAX_GAP_CHARS - MAX_ANSWER_CHARS - 10), start
+        prev = max(_BOX_RE.finditer(text, *window), key=re.Match.start, default=None)
         found = _box_at(text, prev) if prev else None
         if not (found and found[0].strip() and 0 <= start - found[1] <= MAX_GAP_CHARS
                 and _GAP_RE.fullmatch(text, found[1], start)):
@@ -190,7 +190,8 @@ def _match_answer(match: re.Match) -> str:
     decimal = next((v for k, v in groups.items() if k.startswith("decimal")), "")
     digits = re.sub(r"\D", "", integer).lstrip("0") or "0"  # as math_verify reads it: "1 000" is 1000
     number = ("-" if integer.startswith("-") else "") + digits + decimal.replace(",", ".")
-    return number + ("\\%" if groups.get("percent") else "")
+    exponent = _EXPONENT_RE.match(match.string, match.end())  # departure 6: "4.5e33" is one number
+    return number + (exponent.group() if exponent else "") + ("\\%" if groups.get("percent") else "")
 
 
 def _final_answer(text: str) -> str | None:
@@ -224,10 +225,12 @@ def _normalize(s: str) -> str:
 
 
 def _as_fraction(key: str) -> Fraction | None:
-    """A normalised key as an exact rational if it is a plain number: 0.5, 1/2, \\frac{1}{2}, 7 3/4."""
+    """A normalised key as an exact rational if it is a plain number: 0.5, 1/2, \\frac{1}{2}, 7 3/4, 4e-5."""
     try:
-        if _DECIMAL_RE.fullmatch(key):  # no "1e999999999": Fraction would build that number
-            return Fraction(key)
+        power = _POWER_RE.fullmatch(key)  # 4\times10^{-5}, 10^{-5}: 4e-5, 1e-5
+        m = _DECIMAL_RE.fullmatch(f"{power[1] or power[2] + '1'}e{power[3]}" if power else key)
+        if m:
+            return Fraction(m[1]) / int(m[2] or 1)
         m = _FRAC_RE.fullmatch(key)
         if m:
             return Fraction(int(m[2]), int(m[3])) * (-1 if m[1] else 1)
@@ -269,10 +272,8 @@ def _warm_up():
     with _warm_lock:
         if not _warm:
             for pred, gold in WARM_UP:
-                try:
+                with contextlib.suppress(Exception):  # a failed warm-up must not fail its caller
                     _sympy_equal(pred, gold)
-                except Exception:  # a warm-up that fails must not fail the check that called it
-                    pass
             _warm = True
 
 
@@ -337,39 +338,39 @@ def extract_answer(text) -> str | None:
     True
     """
     try:
-        text = _as_text(text)
-        answer = _final_answer(text) if text else None
+        answer = _final_answer(_as_text(text))
         return answer if answer and len(answer) <= MAX_ANSWER_CHARS else None
     except Exception:  # a bug here must cost one reward, not the training run
         return None
 
 
-def is_equivalent(pred, gold, timeout_s: float = TIME_LIMIT_S) -> bool:
+def is_equivalent(pred, gold, timeout_s: float = TIME_LIMIT_S, benchmark: str | None = None) -> bool:
     """True when the predicted answer equals the gold answer (pred first, unlike math_verify).
 
-    Cheapest test first: equal normalised strings, then exact rationals, then sympy through
-    math_verify under a `timeout_s` CPU-time limit. Unparseable or too slow: False.
+    Cheapest test first: equal normalised strings, then exact rationals, then sympy through math_verify
+    under a `timeout_s` CPU-time limit. Unparseable or too slow: False. `benchmark`: departure 7.
 
     >>> is_equivalent("0.5", r"\\dfrac{1}{2}"), is_equivalent("(0,1]", "[0,1]")
     (True, False)
     """
     try:
-        pred, gold = _as_text(pred), _as_text(gold)
-        if pred is None or gold is None:
-            return False
         pred, gold = [next(g for g in m.groups() if g is not None).strip() if m else s  # "$x$" is "x"
-                      for s in (pred.strip(), gold.strip()) for m in [_MATH_ENV_RE.fullmatch(s)]]
+                      for s in (_as_text(pred), _as_text(gold)) for m in [_MATH_ENV_RE.fullmatch(s)]]
         if not pred or not gold or max(len(pred), len(gold)) > MAX_ANSWER_CHARS:
             return False
         pred_key, gold_key = _normalize(pred), _normalize(gold)
         if pred_key and pred_key == gold_key:
             return True
-        pred_num, gold_num = _as_fraction(pred_key), _as_fraction(gold_key)
+        gold_num, rel_tol = _as_fraction(gold_key), REL_TOL.get(benchmark, 0)
+        gold = str(gold_num) if gold_num is not None and "e" in gold_key.lower() else gold  # departure 6
+        if rel_tol and gold_num is not None and (measured := _MEASURED_RE.fullmatch(pred)):  # departure 7
+            pred, pred_key = measured[1], _normalize(measured[1])  # the value, without its unit
+        pred_num = _as_fraction(pred_key)
         if pred_num is not None and gold_num is not None:
-            if pred_num == gold_num:
-                return True
-            if "." not in pred_key + gold_key:
-                return False  # exact rationals that differ; decimals go on to sympy's rounding
+            if abs(pred_num - gold_num) <= Fraction(rel_tol) * max(abs(pred_num), abs(gold_num)):
+                return True  # equal, or within a benchmark's tolerance
+            if rel_tol or "." not in pred_key + gold_key or re.search(r"[eE^]", pred_key + gold_key):
+                return False  # exact rationals, or powers of ten (departure 6); decimals go on to sympy
         if not (_sympy_safe(pred) and _sympy_safe(gold)):
             return False
         if not (hasattr(signal, "setitimer") and hasattr(os, "fork")):
@@ -381,19 +382,19 @@ def is_equivalent(pred, gold, timeout_s: float = TIME_LIMIT_S) -> bool:
         return False
 
 
-def reward(completion, gold) -> float:
-    """1.0 if the completion's final answer is equivalent to gold, else 0.0.
+def reward(completion, gold, benchmark: str | None = None) -> float:
+    """1.0 if the completion's final answer is equivalent to gold, else 0.0 (`benchmark`: departure 7).
 
-    >>> reward(r"The area is \\boxed{1,000\\text{ cm}^2}.", "1000")
-    1.0
+    >>> reward(r"\\boxed{1,000\\text{ cm}^2}", "1000"), reward(r"\\boxed{300 K}", "300", benchmark="minerva")
+    (1.0, 1.0)
     """
-    return 1.0 if is_equivalent(extract_answer(completion), gold) else 0.0
+    return 1.0 if is_equivalent(extract_answer(completion), gold, benchmark=benchmark) else 0.0
 
 
 if __name__ == "__main__":
     cli = argparse.ArgumentParser(description="Extract the final answer and score it.")
     cli.add_argument("completion", help='model output, e.g. "so it is \\boxed{42}."')
     cli.add_argument("gold", help='reference answer, e.g. "42" or "\\frac{1}{2}"')
-    cli_args = cli.parse_args()
-    print(f"answer: {extract_answer(cli_args.completion)!r}")
-    print(f"reward: {reward(cli_args.completion, cli_args.gold)}")
+    cli.add_argument("--benchmark", help='the rules of one benchmark: "minerva" (departure 7)')
+    a = cli.parse_args()
+    print(f"answer: {extract_answer(a.completion)!r}\nreward: {reward(a.completion, a.gold, a.benchmark)}")

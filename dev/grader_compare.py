@@ -7,6 +7,12 @@ Run:  python dev/grader_compare.py                  (about 20 s on one core)
 The cases are in tests/data/grader_cases.jsonl, one per line: {"source", "ref", "completion", "gold",
 "expected"}, ported from the public test suites that "ref" names (inputs and expected labels only, no
 code). A grader's answer-level pairs, `is_equiv(pred, gold)`, became the completion "\\boxed{pred}".
+An optional "benchmark" field is passed to verify.reward (its departure 7: "minerva"); plain math_verify
+has no such mode. The Minerva graders publish no test suite: the minerva-ocw and qwen2.5-math-minerva
+cases are answers to golds of the 272-problem set, written in each evaluation's own answer format
+("Final answer: The final answer is X. I hope it is correct." and "\\boxed{X}"), labelled by running
+that evaluation's grader as published, and kept where the label follows its stated rule (a unit it
+strips or keeps, its tolerance); its parse failures are left out (README, "The grader").
 "Plain" math_verify is what a user of that library writes:
 
     verify(parse("\\boxed{" + gold + "}"), parse(completion))     # gold first
@@ -50,12 +56,12 @@ def cpu_s(in_thread: bool) -> float:
     return sum(os.times()[2:4]) if in_thread else time.thread_time()
 
 
-def timed_reward(completion: str, gold: str, in_thread: bool) -> tuple[float, float, float]:
+def timed_reward(case: dict, in_thread: bool) -> tuple[float, float, float]:
     """(reward, wall seconds, CPU seconds of the check)."""
     out = {}
 
     def call():
-        out["reward"] = V.reward(completion, gold)
+        out["reward"] = V.reward(case["completion"], case["gold"], benchmark=case.get("benchmark"))
 
     wall, cpu = time.perf_counter(), cpu_s(in_thread)
     if in_thread:
@@ -80,11 +86,11 @@ def main():
         cases = [json.loads(line) for line in f if line.strip()]
     hogs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(args.load)]
     try:
-        _, first_s, _ = timed_reward(r"\boxed{(x+1)^2}", "x^2+2x+1", args.thread)
+        _, first_s, _ = timed_reward({"completion": r"\boxed{(x+1)^2}", "gold": "x^2+2x+1"}, args.thread)
         right = defaultdict(lambda: [0, 0, 0])  # source -> [cases, ours right, plain right]
         slowest = (0.0, 0.0, None)  # (wall, cpu, case)
         for case in cases:
-            ours, wall, cpu = timed_reward(case["completion"], case["gold"], args.thread)
+            ours, wall, cpu = timed_reward(case, args.thread)
             slowest = max(slowest, (wall, cpu, case), key=lambda s: s[:2])
             plain = plain_math_verify(case["completion"], case["gold"])
             counts = right[case["source"]]

@@ -54,7 +54,7 @@ def letter_run(random_model_dir, tmp_path_factory):
     bench = write_jsonl(d / "letters.jsonl", [{"problem": p["problem"], "answer": a}
                                               for p, a in zip(TOY_PROBLEMS, GOLD_LETTERS)])
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(verify, "reward", lambda text, gold: float(gold in text))
+        mp.setattr(verify, "reward", lambda text, gold, benchmark=None: float(gold in text))
         code = eval_cli.main(["--model", random_model_dir, "--benchmarks", bench, "--n", str(N),
                          "--temperature", "1.0", "--max-new-tokens", "8", "--out", str(d / "out")])
     assert code == 0
