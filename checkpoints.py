@@ -1,6 +1,7 @@
 """A training run's folder: one run at a time, atomic checkpoints, a safe and exact resume.
 
-Used by train.py (and by eval.py for its --out check). Layout of `--out`:
+Used by train.py; runfolder.py decides what a run may write into and delete. Layout of `--out`:
+    apo_run.json           the run mark: this folder is a run's (runfolder.MARK_FILE)
     .lock                  held (flock) by the run writing here; holds its pid
     config.json            the resolved config of the run
     metrics.jsonl          one JSON object per step (keys in README "Metrics")
@@ -9,10 +10,7 @@ Used by train.py (and by eval.py for its --out check). Layout of `--out`:
     final/                 save_pretrained model + tokenizer after the last step
 
 Guarantees (tests/test_checkpoints.py, tests/test_robustness.py):
-1. One run per folder: `claim_out` takes an exclusive lock on OUT/.lock for the run's lifetime;
-   a second run is refused with one sentence. A fresh run refuses a folder that already holds
-   checkpoints or a final model unless --overwrite says to clear them (rotation would otherwise
-   count an older, longer run's checkpoints as the newest and delete the new ones).
+1. One run per folder, and only its own folder: runfolder.claim_out (its docstring has the rules).
 2. A checkpoint is written under NAME.tmp and renamed into place, so a crash (kill -9, a full
    disk) never leaves a half-written checkpoint and never touches the previous one; old
    checkpoints are deleted only after the new one is in place, and only older ones.
@@ -21,9 +19,13 @@ Guarantees (tests/test_checkpoints.py, tests/test_robustness.py):
 4. trainer_state.pt is read with `torch.load(weights_only=True)`: tensors and plain containers
    only, so a planted pickle cannot run code. The optimizer state and the RNG states (uint8
    tensors) load this way.
-5. Resume picks the newest checkpoint whose weights and trainer_state.pt read completely; a newer
-   truncated one is renamed checkpoint-STEP.incomplete (kept for a person to look at, invisible
-   to rotation) and the run says so. metrics.jsonl loses its lines past the checkpoint's step.
+5. Resume picks the newest checkpoint that loads completely: its files are regular files (never a
+   link, a pipe or a device: nothing can hang), config.json is a model config, the weights cover
+   their headers, trainer_state.pt has a plausible size and holds a checkpoint's state. A newer
+   one that does not is renamed checkpoint-STEP.incomplete (kept for a person to look at,
+   invisible to rotation) and the run says so; when none is left, one sentence refuses the
+   resume. A checkpoint's step comes from its folder's name, and that exact name is used to load,
+   rename and delete it. metrics.jsonl loses its lines past the checkpoint's step.
    Settings that define the run cannot change on --resume (RESUME_FIXED, check_resume_config);
    lr and weight decay can, and are written into the optimizer (apply_optimizer_settings).
 Resuming from checkpoint-STEP gives the same weights as a run that never stopped
@@ -36,22 +38,23 @@ import json
 import math
 import os
 import pickle
-import re
 import shutil
+import stat
+import zipfile
 
 import torch
 
-try:  # Unix; elsewhere a run folder is not locked
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
+from runfolder import (  # noqa: F401 - also checkpoints' API
+    CHECKPOINT_NAME,
+    FINAL,
+    RunError,
+    check_out_dir,
+    checkpoint_folders,
+    claim_out,
+)
 
 STATE_FILE = "trainer_state.pt"  # optimizer, step, RNG states and config, beside the weights
-LOCK_FILE = ".lock"
-FINAL = "final"
-CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")  # the whole name: checkpoint-30-backup is not step 30
-# What --overwrite clears; other files in --out are left alone.
-RUN_OUTPUTS = ("metrics.jsonl", "config.json", "curves.png", FINAL, FINAL + ".tmp")
+STATE_BYTES_PER_WEIGHT_BYTE = 4  # AdamW's two float32 moments are twice the float32 weights: 4x is ample
 # Settings that define the run: its objective, data, data order and sampling. A resumed run that
 # changed one would be a different experiment under the old run's name.
 RESUME_FIXED = ("model", "dataset", "split", "levels", "max_prompt_tokens", "loss", "beta", "lam", "top_k",
@@ -61,10 +64,6 @@ RESUME_APPLIED = ("lr", "weight_decay")  # AdamW hyper-parameters, set in the lo
 # Everything else (steps, save/eval/sample cadence, memory and speed knobs, max_grad_norm, read at
 # every step) may change; a change of gen_batch_size or sampler changes the random draws, so the
 # resumed run is then no longer bit-equal to one that never stopped.
-
-
-class RunError(RuntimeError):
-    """A run folder or checkpoint that cannot be used; the message is one sentence saying what to do."""
 
 
 class SaveError(RunError):
@@ -83,76 +82,9 @@ class IncompleteCheckpoint(RunError):
     """A checkpoint folder whose weights or trainer_state.pt are missing or truncated."""
 
 
-# ----------------------------------------------------------------------------- the folder
-
-def check_out_dir(out, flag="--out"):
-    """Create folder `out` (and its parents) or say in one sentence why it cannot be used."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise RunError(f"{flag} {out!r} is a file, not a folder; give a folder path")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise RunError(f"{flag} {out!r} lies below a file, not a folder; give another path") from None
-    except OSError as e:
-        raise RunError(f"cannot create {flag} {out!r} ({e.strerror}); give a writable folder") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise RunError(f"{flag} {out!r} is not writable; give a writable folder")
-
-
-def claim_out(out, *, resume=False, overwrite=False):
-    """Create `out`, lock it for this run and check it may be written; returns the open lock file.
-
-    Keep the returned file open for the run's lifetime (`with checkpoints.claim_out(...):`);
-    closing it, or the process ending in any way, releases the lock.
-    """
-    if resume and overwrite:
-        raise RunError("give --resume (continue the run in --out) or --overwrite (start it again), not both")
-    check_out_dir(out)
-    try:
-        lock = open(os.path.join(out, LOCK_FILE), "a+")
-    except OSError as e:
-        raise RunError(f"--out {out!r} is not writable ({e.strerror}); give a writable folder") from None
-    if fcntl is not None:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.seek(0)
-            holder = lock.read().strip() or "?"
-            lock.close()
-            raise RunError(f"another run (pid {holder}) is writing to {out!r}; wait for it to finish "
-                           "or give another --out") from None
-    lock.truncate(0)
-    lock.write(f"{os.getpid()}\n")
-    lock.flush()
-    old = [d for d in os.listdir(out) if CHECKPOINT_NAME.fullmatch(d) or d == FINAL]
-    if old and not (resume or overwrite):
-        lock.close()
-        raise RunError(f"--out {out!r} already holds {', '.join(sorted(old)[:3])}; pass --resume to continue "
-                       "that run, --overwrite to delete it and start again, or another --out")
-    if overwrite:
-        for name in os.listdir(out):
-            if CHECKPOINT_NAME.fullmatch(re.sub(r"\.(tmp|old)$", "", name)) or name in RUN_OUTPUTS:
-                path = os.path.join(out, name)
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
-                else:
-                    os.remove(path)
-    return lock
-
-
 def checkpoint_steps(out):
-    """Steps of the checkpoint-STEP folders in `out`, oldest first (other names are ignored).
-
-    >>> import tempfile; d = tempfile.mkdtemp()
-    >>> for name in ("checkpoint-30", "checkpoint-4", "checkpoint-30-backup", "checkpoint-5.tmp"):
-    ...     os.mkdir(os.path.join(d, name))
-    >>> checkpoint_steps(d)
-    [4, 30]
-    """
-    if not os.path.isdir(out):
-        return []
-    return sorted(int(m.group(1)) for d in os.listdir(out)
-                  if (m := CHECKPOINT_NAME.fullmatch(d)) and os.path.isdir(os.path.join(out, d)))
+    """Steps of the checkpoint-STEP folders in `out`, oldest first (runfolder.checkpoint_folders)."""
+    return list(checkpoint_folders(out))
 
 
 # --------------------------------------------------------------------------------- saving
@@ -222,9 +154,9 @@ def save_checkpoint(out, step, model, tokenizer, optimizer, config, keep):
     """
     save_atomic(os.path.join(out, f"checkpoint-{step}"), model, tokenizer,
                 {"optimizer": optimizer.state_dict(), "step": step, "rng": rng_state(), "config": config})
-    older = [s for s in checkpoint_steps(out) if s < step]
-    for old in older[:len(older) - (keep - 1)] if keep else []:
-        shutil.rmtree(os.path.join(out, f"checkpoint-{old}"))
+    older = [name for s, name in checkpoint_folders(out).items() if s < step]  # exact names, no links
+    for name in older[:len(older) - (keep - 1)] if keep else []:
+        shutil.rmtree(os.path.join(out, name))
 
 
 def write_final_from(checkpoint, out):
@@ -242,69 +174,125 @@ def write_final_from(checkpoint, out):
 
 # -------------------------------------------------------------------------------- resuming
 
-def load_state(checkpoint):
+def _regular_file(path, what):
+    """The size of `path`, a regular file (os.lstat: a link, a pipe or a device is not one, and a
+    pipe would block the reader forever); IncompleteCheckpoint otherwise."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        raise IncompleteCheckpoint(f"{what} is missing") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise IncompleteCheckpoint(f"{what} is not a regular file")
+    return info.st_size
+
+
+def load_state(checkpoint, max_bytes=None):
     """trainer_state.pt of a checkpoint folder, read with weights_only=True (no code can run).
 
     UnsafeCheckpoint when the file holds other Python objects; IncompleteCheckpoint when it is
-    missing or truncated.
+    missing, not a regular file, empty or larger than `max_bytes`, unreadable, or not a state.
     """
     path = os.path.join(checkpoint, STATE_FILE)
+    size = _regular_file(path, STATE_FILE)
+    if size == 0 or (max_bytes and size > max_bytes):
+        raise IncompleteCheckpoint(f"{STATE_FILE} has an implausible size ({size} bytes)")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive: anything else is not our state
+        raise IncompleteCheckpoint(f"{STATE_FILE} is not a torch.save archive")
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError:
         raise UnsafeCheckpoint(f"{path} holds Python objects other than tensors and plain data, which "
                                "could run code, so it was not loaded; delete that checkpoint if you did "
                                "not write it") from None
-    except (OSError, RuntimeError, EOFError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - a text file, a zip of something else: each fails its own way
         raise IncompleteCheckpoint(f"{STATE_FILE} is unreadable ({type(e).__name__})") from None
-    if not (isinstance(state, dict) and {"optimizer", "step", "rng"} <= state.keys()):
-        raise IncompleteCheckpoint(f"{STATE_FILE} lacks the optimizer, step or RNG state")
+    if not _is_state(state):
+        raise IncompleteCheckpoint(f"{STATE_FILE} does not hold an optimizer, step and RNG state")
     return state
 
 
+def _is_state(state):
+    """Has `state` the shape save_checkpoint gives it (what train.py's restore will read)?"""
+    if not (isinstance(state, dict) and type(state.get("step")) is int and isinstance(state.get("rng"), dict)
+            and isinstance(state.get("config", {}), dict) and isinstance(state.get("optimizer"), dict)):
+        return False
+    opt, cpu = state["optimizer"], state["rng"].get("cpu")
+    groups = opt.get("param_groups")
+    return (isinstance(cpu, torch.Tensor) and cpu.dtype == torch.uint8 and isinstance(opt.get("state"), dict)
+            and isinstance(groups, list) and bool(groups)
+            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups))
+
+
 def check_weights(checkpoint):
-    """IncompleteCheckpoint unless config.json and every safetensors file read completely (header only)."""
+    """IncompleteCheckpoint unless every file is a regular file, config.json is a model config and
+    every safetensors file covers its header; returns the weights' size in bytes."""
     from safetensors import SafetensorError, safe_open  # a dependency of transformers
-    if not os.path.isfile(os.path.join(checkpoint, "config.json")):
-        raise IncompleteCheckpoint("config.json is missing")
+    for name in os.listdir(checkpoint):  # nothing below is opened unless it is a regular file
+        _regular_file(os.path.join(checkpoint, name), name)
+    _regular_file(os.path.join(checkpoint, "config.json"), "config.json")
+    try:
+        with open(os.path.join(checkpoint, "config.json")) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        raise IncompleteCheckpoint("config.json is not readable JSON") from None
+    if not (isinstance(config, dict) and isinstance(config.get("model_type"), str)):
+        raise IncompleteCheckpoint("config.json is not a model config (no model_type)")
     index = os.path.join(checkpoint, "model.safetensors.index.json")
     try:
         with open(index) as f:
             files = sorted(set(json.load(f)["weight_map"].values()))
     except FileNotFoundError:
         files = ["model.safetensors"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise IncompleteCheckpoint("model.safetensors.index.json is unreadable") from None
     for name in files:
+        if os.path.basename(name) != name:
+            raise IncompleteCheckpoint(f"the weight index names {name!r}, outside the checkpoint")
+        _regular_file(os.path.join(checkpoint, name), name)
         try:
             with safe_open(os.path.join(checkpoint, name), "pt"):  # checks the file covers its header
                 pass
         except (OSError, SafetensorError) as e:
             raise IncompleteCheckpoint(f"{name} is missing or truncated ({type(e).__name__})") from None
+    return sum(os.path.getsize(os.path.join(checkpoint, name)) for name in files)
 
 
 def find_resume_point(out, say=print):
-    """(path, step, state) of the newest checkpoint that loads completely, or (None, 0, None).
+    """(path, step, state) of the newest checkpoint that loads completely, or (None, 0, None) when
+    `out` holds no checkpoint; RunError when it holds some and none loads.
 
-    A newer checkpoint that does not load completely is renamed checkpoint-STEP.incomplete, so
-    rotation never keeps it in place of a good one, and `say` reports it. UnsafeCheckpoint
-    propagates: a state that would run code stops the run rather than being skipped quietly.
+    A checkpoint that does not load completely is renamed checkpoint-STEP.incomplete (a free
+    name: nothing is deleted), so rotation never keeps it in place of a good one, and `say`
+    reports it. UnsafeCheckpoint propagates: a state that would run code stops the run rather
+    than being skipped quietly.
     """
-    for step in reversed(checkpoint_steps(out)):
-        path = os.path.join(out, f"checkpoint-{step}")
+    folders = checkpoint_folders(out)
+    for step, name in reversed(folders.items()):
+        path = os.path.join(out, name)
         try:
-            check_weights(path)
-            state = load_state(path)
+            weight_bytes = check_weights(path)
+            state = load_state(path, max_bytes=STATE_BYTES_PER_WEIGHT_BYTE * weight_bytes + (64 << 20))
             if state["step"] != step:
                 raise IncompleteCheckpoint(f"{STATE_FILE} says step {state['step']}")
             return path, step, state
         except IncompleteCheckpoint as e:
-            aside = path + ".incomplete"
-            shutil.rmtree(aside, ignore_errors=True)
+            aside = _free_name(path + ".incomplete")
             os.replace(path, aside)
-            say(f"note: checkpoint-{step} is incomplete ({e}); moved it to {os.path.basename(aside)} and "
+            say(f"note: {name} is incomplete ({e}); moved it to {os.path.basename(aside)} and "
                 "looking at the one before")
+    if folders:
+        raise RunError(f"no checkpoint in {out!r} loads completely (each was moved to *.incomplete); "
+                       "start again with --overwrite, or give another --out")
     return None, 0, None
+
+
+def _free_name(path):
+    """`path`, or path-2, path-3, ...: the first name not taken."""
+    candidate, n = path, 1
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = f"{path}-{n}"
+    return candidate
 
 
 def resume_point(out, config, say=print):
@@ -366,6 +354,19 @@ def check_resume_config(saved, new):
                        "checkpoint's values, or start a new run in another --out")
     return [f"--{k.replace('_', '-')} {saved[k]} -> {new[k]}" for k in new
             if k in saved and saved[k] != new[k] and k not in ("resume", "overwrite")]
+
+
+def restore(optimizer, state, config, checkpoint):
+    """Load a resumed run's optimizer and RNG states and apply this command line's lr and weight
+    decay; RunError (one sentence) when the state does not fit this model."""
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
+        raise RunError(f"the optimizer or RNG state in {checkpoint!r} does not fit this model "
+                       f"({type(e).__name__}); move that checkpoint out of the folder to resume from the one "
+                       "before") from None
+    apply_optimizer_settings(optimizer, config)
 
 
 def apply_optimizer_settings(optimizer, new):

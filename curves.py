@@ -1,5 +1,5 @@
 """Watching a run: the line train.py prints for every step, and the training curves of one or more
-runs, drawn from their metrics.jsonl.
+runs, drawn from their metrics.jsonl; also eval.py's pass@k figure (`draw_pass_at_k`).
 
     python curves.py runs/apo                          # writes runs/apo/curves.png
     python curves.py runs/apo runs/grpo -o cmp.png     # several runs overlaid, one colour each
@@ -35,6 +35,7 @@ PANELS = (  # (metrics key, panel title)
 )
 ALIASES = {"reward": "reward_mean", "completions/mean_length": "response_len"}  # the TRL example's names
 PASS_AT_G = re.compile(r"pass@(\d+)")  # pass@G, G the group size; pass@1 is the reward itself
+LINE_STYLES = ("-", "--", ":", "-.")  # eval.py --compare: one per run
 SMOOTH_POINTS = 25  # above this many steps, a moving average over 1/SMOOTH_POINTS of them is drawn too
 
 
@@ -152,6 +153,57 @@ def refresh(out, say=print):
         draw([out], os.path.join(out, FILE))
     except Exception as e:
         say(f"note: could not draw {os.path.join(out, FILE)} ({type(e).__name__}: {str(e)[:120]})")
+
+
+# ----------------------------------------------------------------------- eval.py's pass@k
+
+def _plain(text):
+    """`text` drawn as itself by matplotlib: a `$` would start LaTeX math (a file name can hold one)."""
+    return str(text).replace("$", r"\$")
+
+
+def pass_at_k_problem(benchmarks):
+    """What is wrong with a results.json's benchmarks for draw_pass_at_k, or None: each is a dict whose
+    pass@K entries (K >= 1) are numbers in [0, 1], and one pass@K at least is there."""
+    found = 0
+    for name, r in benchmarks.items():
+        if not isinstance(r, dict):
+            return f"benchmark {name!r} is not a table of pass@k"
+        for key, value in r.items():
+            if not key.startswith("pass@"):
+                continue
+            if not (key[5:].isdigit() and int(key[5:]) >= 1):
+                return f"{name} has a key {key!r}, where pass@K needs a whole K >= 1"
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                return f"{name} {key} is {value!r}, not a number in [0, 1]"
+            found += 1
+    return None if found else "it holds no pass@k value"
+
+
+def draw_pass_at_k(runs, path):
+    """eval.py's figure: pass@k against k (log2 axis) of (label, results.json) runs, one colour per
+    benchmark, one line style per run."""
+    from matplotlib.figure import Figure  # heavy: only when drawing
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    names = list(dict.fromkeys(name for _, res in runs for name in res["benchmarks"]))
+    all_ks = set()
+    for m, (label, res) in enumerate(runs):
+        for name, r in res["benchmarks"].items():
+            ks = sorted(int(key[5:]) for key in r if key.startswith("pass@"))
+            all_ks.update(ks)
+            ax.plot(ks, [r[f"pass@{k}"] for k in ks], marker="o", color=f"C{names.index(name) % 10}",
+                    linestyle=LINE_STYLES[m % len(LINE_STYLES)],
+                    label=_plain(name if len(runs) == 1 else f"{label} · {name}"))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(all_ks), [str(k) for k in sorted(all_ks)])
+    title = runs[0][0] if len(runs) == 1 else f"{len(runs)} runs: colour = benchmark, line style = run"
+    ax.set(xlabel="k (samples)", ylabel="pass@k", ylim=(-0.02, 1.02), title=_plain(title))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
 
 
 def main(argv=None):

@@ -11,9 +11,12 @@ Sources:
 - `arith`: the synthetic arithmetic task of tasks.py (splits `train` and `test`);
 - any other hub dataset id (`--split` picks the split).
 Fields: the problem from `problem`, `question` or `prompt`; the answer from `answer` or
-`final_answer` (a list keeps its first entry), else the last `\\boxed{}` of `solution`.
+`final_answer` (a list keeps its first usable entry; a gold written as `\\boxed{...}` is
+unboxed), else the last `\\boxed{}` of `solution`.
 Bad rows are dropped, never turned into text: a null or non-text problem (None would become the
-prompt "None"), an answer that is null, NaN, a bool or a dict; one printed line counts them.
+prompt "None"), an answer that is null, empty (`\\boxed{}`), NaN, a bool or a dict; in a .jsonl
+file, a line that is not a JSON object. One printed line counts them, with the bad lines'
+numbers; only a file with no usable row is refused.
 
 Departures: none from the paper, which does not name its data copies; the hub ids below are
 the copies most RLVR papers evaluate on. MATH training problems default to levels 3-5 (the
@@ -21,8 +24,10 @@ usual one-GPU GRPO recipe for Qwen2.5-Math).
 """
 
 import argparse
+import json
 import math
 import os
+import re
 import sys
 from collections import Counter
 
@@ -42,6 +47,7 @@ BENCHMARKS = {
 }
 MATH_TRAIN = "DigitalLearningGmbH/MATH-lighteval"  # MATH train split, with `level` and `solution`
 SYNTHETIC = ("arith",)  # generated locally by tasks.py: splits "train" and "test"
+BOXED_GOLD = re.compile(r"\$?\s*\\boxed\s*\{(.*)\}\s*\$?", re.S)  # a whole gold answer in one \boxed{}
 EMPTY_CHECK_BYTES = 1 << 16  # a file this short with only whitespace is reported as empty
 NORMALIZE_SLACK = 4  # code points a tokenizer's normalizer may compose into one, plus a margin
 
@@ -50,12 +56,24 @@ class DataError(ValueError):
     """A dataset that cannot be used; the message says what to do."""
 
 
+class Rows(list):
+    """Rows of a local JSON file, as dicts; `column_names` as a datasets.Dataset has them."""
+
+    @property
+    def column_names(self):
+        return sorted({key for row in self for key in row})
+
+
 def load_rows(spec, split):
-    """The raw rows (a datasets.Dataset) of a local file, benchmark name or hub id."""
+    """The raw rows of a local file, benchmark name or hub id: Rows for a .jsonl or .json file
+    (read here, so that one bad line is dropped rather than failing the file), else a
+    datasets.Dataset; both iterate over dicts and have `column_names`."""
     from datasets import disable_progress_bars, load_dataset  # heavy import: only when needed
     ext = os.path.splitext(spec)[1].lower()
     if ext in LOCAL_FORMATS or os.path.exists(spec):
         check_local_file(spec, ext)
+        if LOCAL_FORMATS[ext] == "json":
+            return read_json_rows(spec)
         disable_progress_bars()  # a local file loads in a blink; its bar would only be noise
         try:
             return load_dataset(LOCAL_FORMATS[ext], data_files=spec, split="train")
@@ -69,6 +87,38 @@ def load_rows(spec, split):
             f"could not load dataset {hub_id!r} split {split or default_split!r} from the Hugging Face "
             f"hub ({type(e).__name__}); check the name and your connection, or pass a local "
             f".jsonl/.json/.parquet file") from None
+
+
+def read_json_rows(spec):
+    """Rows of a JSON file: a list of objects, or one object per line (JSON lines). A line that is
+    not a JSON object is dropped and reported by its number; DataError when no line is one."""
+    with open(spec, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    try:  # a whole-file JSON list (or {"data": [...]}, as datasets reads a .json)
+        whole = json.loads(text)
+        rows = whole.get("data", whole) if isinstance(whole, dict) and isinstance(whole.get("data"), list) \
+            else whole if isinstance(whole, list) else [whole]
+        lines = [(i + 1, row) for i, row in enumerate(rows)]
+        where = "entry"
+    except ValueError:
+        lines = [(n, _json_or_none(line)) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        where = "line"
+    good = Rows(row for _, row in lines if isinstance(row, dict))
+    bad = [n for n, row in lines if not isinstance(row, dict)]
+    if lines and not good:
+        raise DataError(f"no {where} of {spec!r} is a JSON object with a problem and an answer "
+                        f"({len(bad)} {where}s); give one object per line")
+    if bad:
+        print(f"note: {spec}: dropped {len(bad)} {where}{'s' if len(bad) > 1 else ''} that are not JSON "
+              f"objects ({where} {', '.join(map(str, bad[:5]))}{', ...' if len(bad) > 5 else ''})")
+    return good
+
+
+def _json_or_none(line):
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 def check_local_file(spec, ext):
@@ -88,18 +138,40 @@ def check_local_file(spec, ext):
 def _as_answer(value):
     """(answer text, None), or (None, why the row is dropped): text and finite numbers only.
 
-    >>> _as_answer(" 42 "), _as_answer(7), _as_answer(["1/2", "0.5"]), _as_answer(True)[1]
+    >>> _as_answer(" 42 "), _as_answer(7), _as_answer([None, "1/2", "0.5"]), _as_answer(True)[1]
     (('42', None), ('7', None), ('1/2', None), 'an answer that is not text or a number')
+    >>> _as_answer("\\\\boxed{12}"), _as_answer("$\\\\boxed{ }$")
+    (('12', None), (None, 'an empty answer'))
+    >>> _as_answer("\\\\boxed{1} or \\\\boxed{2}")[0]  # not one box: kept as written
+    '\\\\boxed{1} or \\\\boxed{2}'
+
     """
-    if isinstance(value, (list, tuple)):  # some datasets list equivalent answers: keep the first
-        value = value[0] if value else None
+    if isinstance(value, (list, tuple)):  # some datasets list equivalent answers: the first usable one
+        answers = [_as_answer(v) for v in value]
+        return next((a for a in answers if a[0] is not None), answers[0] if answers else (None, "no answer"))
     if value is None or (isinstance(value, str) and not value.strip()):
         return None, "no answer"
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):  # True, {"a": 1}, ...
         return None, "an answer that is not text or a number"
     if isinstance(value, float) and not math.isfinite(value):  # gold "nan" would reward \boxed{nan}
         return None, "a NaN or infinite answer"
-    return str(value).strip(), None
+    text = str(value).strip()
+    boxed = BOXED_GOLD.fullmatch(text)
+    if boxed and _balanced(boxed.group(1)):  # a gold written as a completion writes it: its content
+        text = boxed.group(1).strip()
+    if not text.strip("${} "):  # \boxed{}, $$, {}: no completion could ever match it
+        return None, "an empty answer"
+    return text, None
+
+
+def _balanced(text):
+    """Do the braces of `text` close in order (so that `{text}` is one group)?"""
+    depth = 0
+    for ch in text:
+        depth += (ch == "{") - (ch == "}")
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 def _as_problem(row, p_field, a_field, levels, max_chars):

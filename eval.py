@@ -23,7 +23,9 @@ Departures and choices, with reasons:
    not give its evaluation temperature. Training samples at 1.0: pass `--temperature 1.0` to
    measure the distribution that was trained.
 2. Every benchmark is graded by our `verify.reward`, not each benchmark's own grader, so all
-   numbers use one answer checker (the one that gave the training reward).
+   numbers use one answer checker (the one that gave the training reward); `minerva` is graded
+   with its benchmark rules, as its published evaluations do (units dropped, numbers within a
+   relative 1e-4; verify.py departure 7).
 3. The default k list is the powers of 2 up to n, plus n itself when n is not a power of 2.
 4. Top-K coverage uses temperature-1 logits (a ranking does not depend on the temperature),
    the same prompt as sampling, and at most --max-new-tokens solution tokens per problem. The
@@ -39,11 +41,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from matplotlib.figure import Figure
 from tqdm import tqdm
 
 import checkpoints
 import cli
+import curves
 import data
 import rollout
 import verify
@@ -51,7 +53,6 @@ from toy import tiny_lm
 
 COVERAGE_KS = (1, 4, 8, 16)  # the paper's teacher-forcing table
 COVERAGE_ROWS = 8  # solutions per forward pass: bounds the (rows, T, V) logits tensor
-LINE_STYLES = ("-", "--", ":", "-.")  # one per model in --compare
 SAMPLE_CHARS = 2000  # characters of the example completion kept in samples.jsonl
 
 
@@ -118,11 +119,6 @@ def benchmark_names(specs):
     return names
 
 
-def _plain(text):
-    """`text` drawn as itself by matplotlib: a `$` would start LaTeX math (a file name can hold one)."""
-    return str(text).replace("$", r"\$")
-
-
 # ------------------------------------------------------------------------------ sampling
 
 def evaluate(model, tokenizer, name, problems, args, ks):
@@ -142,7 +138,7 @@ def evaluate(model, tokenizer, name, problems, args, ks):
         tokens += int(out.completion_mask.sum())
         for i, p in enumerate(chunk):  # rows i*n .. (i+1)*n-1 answer problem i (Rollout layout)
             texts = out.texts[i * args.n:(i + 1) * args.n]
-            rewards = [verify.reward(t, p["answer"]) for t in texts]
+            rewards = [verify.reward(t, p["answer"], benchmark=name) for t in texts]
             shown = rewards.index(1.0) if 1.0 in rewards else 0  # a correct completion if there is one
             records.append({"benchmark": name, "index": first + i, "problem": p["problem"],
                             "answer": p["answer"], "n": args.n, "c": int(sum(rewards)),
@@ -230,34 +226,11 @@ def markdown_table(results):
     return "\n".join(lines) + "\n"
 
 
-def plot(runs, path):
-    """pass@k against k (log2 axis): one colour per benchmark, one line style per run."""
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.subplots()
-    names = list(dict.fromkeys(name for _, res in runs for name in res["benchmarks"]))
-    all_ks = set()
-    for m, (label, res) in enumerate(runs):
-        for name, r in res["benchmarks"].items():
-            ks = sorted(int(key[5:]) for key in r if key.startswith("pass@"))
-            all_ks.update(ks)
-            ax.plot(ks, [r[f"pass@{k}"] for k in ks], marker="o", color=f"C{names.index(name) % 10}",
-                    linestyle=LINE_STYLES[m % len(LINE_STYLES)],
-                    label=_plain(name if len(runs) == 1 else f"{label} · {name}"))
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(all_ks), [str(k) for k in sorted(all_ks)])
-    title = runs[0][0] if len(runs) == 1 else f"{len(runs)} runs: colour = benchmark, line style = run"
-    ax.set(xlabel="k (samples)", ylabel="pass@k", ylim=(-0.02, 1.02), title=_plain(title))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
 def write_outputs(results, out):
     """results.json, results.md and pass_at_k.png; rewritten after every benchmark of a long run."""
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "results.md").write_text(markdown_table(results))
-    plot([(results["model"], results)], out / "pass_at_k.png")
+    curves.draw_pass_at_k([(results["model"], results)], out / "pass_at_k.png")
 
 
 def compare(files, out):
@@ -270,11 +243,13 @@ def compare(files, out):
             res = None
         if not (isinstance(res, dict) and "model" in res and isinstance(res.get("benchmarks"), dict)):
             raise UsageError(f"{f!r} is not a results.json written by eval.py; check the path")
+        if bad := curves.pass_at_k_problem(res["benchmarks"]):
+            raise UsageError(f"{f!r} is not a results.json written by eval.py: {bad}")
         runs.append((str(res["model"]), res))
     labels = [label for label, _ in runs]
     runs = [(f if labels.count(label) > 1 else label, res) for f, (label, res) in zip(files, runs)]
     checkpoints.check_out_dir(str(out))
-    plot(runs, out / "compare.png")
+    curves.draw_pass_at_k(runs, out / "compare.png")
     print(f"wrote {out / 'compare.png'}")
 
 

@@ -325,8 +325,11 @@ def describe(cfg, device, compute_dtype, model, problems, dropped, start):
 # --------------------------------------------------------------------------------- main
 
 def run(cfg):
-    """Train, holding an exclusive lock on --out for the whole run (checkpoints.claim_out)."""
-    with checkpoints.claim_out(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite):
+    """Train, holding an exclusive lock on --out for the whole run (runfolder.claim_out: a run
+    writes only into its own folder, never into the model or the data)."""
+    model = tiny_lm.default_cache_dir() if cfg.model == tiny_lm.TINY_MODEL else cfg.model
+    protected = [("model", model), ("dataset", cfg.dataset), ("held-out dataset", cfg.eval_dataset)]
+    with checkpoints.claim_out(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, protected=protected):
         train(cfg)
 
 
@@ -354,9 +357,7 @@ def train(cfg):
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     metrics_path = os.path.join(cfg.out, "metrics.jsonl")
     if ckpt:  # the optimizer, this command line's lr and weight decay, the RNG, the log up to the checkpoint
-        optimizer.load_state_dict(state["optimizer"])
-        checkpoints.apply_optimizer_settings(optimizer, cfg_dict)
-        checkpoints.set_rng_state(state["rng"])
+        checkpoints.restore(optimizer, state, cfg_dict, ckpt)
         checkpoints.trim_metrics(metrics_path, start)
     print(describe(cfg, device, compute_dtype, model, problems, dropped, start))
     with open(os.path.join(cfg.out, "config.json"), "w") as f:

@@ -194,14 +194,15 @@ def test_a_second_run_cannot_claim_a_folder_in_use(tmp_path):
 
 
 def test_a_fresh_run_refuses_a_folder_with_checkpoints_unless_told_to_overwrite(tmp_path):
+    checkpoints.claim_out(str(tmp_path)).close()  # an earlier run marked the folder as its own
     for name in ("checkpoint-40", "final", "notes"):
         (tmp_path / name).mkdir()
     (tmp_path / "metrics.jsonl").write_text("{}\n")
-    with pytest.raises(checkpoints.RunError, match="already holds checkpoint-40, final; pass --resume"):
+    with pytest.raises(checkpoints.RunError, match="already holds checkpoint-40, final, metrics.jsonl; pass"):
         checkpoints.claim_out(str(tmp_path))
     checkpoints.claim_out(str(tmp_path), resume=True).close()
     checkpoints.claim_out(str(tmp_path), overwrite=True).close()
-    assert sorted(os.listdir(tmp_path)) == [".lock", "notes"]  # the run's outputs only
+    assert sorted(os.listdir(tmp_path)) == [".lock", "apo_run.json", "notes"]  # the run's outputs only
 
 
 @pytest.mark.parametrize("case", ["a file", "below a file", "not writable"])

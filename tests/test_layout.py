@@ -14,8 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LEAVES = {"apo", "verify"}  # import nothing of the project
-CORE = LEAVES | {"cli", "tasks", "data", "loading", "rollout", "fast_sampler", "checkpoints", "memory",
-                 "curves"}
+CORE = LEAVES | {"cli", "tasks", "data", "loading", "rollout", "fast_sampler", "runfolder", "checkpoints",
+                 "memory", "curves"}
 ENTRY_POINTS = {"train", "eval"}
 TINY_LM_BUILDER = {"toy.tiny_lm", "toy.random_qwen2", "toy"}  # what --model tiny needs
 SCRIPT_DIRS = ("toy", "examples", "dev")  # scripts run as `python DIR/x.py` may patch sys.path

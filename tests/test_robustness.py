@@ -15,6 +15,7 @@ import shutil
 
 import pytest
 import torch
+from run_helpers import args, exits_2, steps_logged
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 import checkpoints
@@ -22,27 +23,6 @@ import curves
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def args(model_dir, problems_file, out, *extra):
-    """A 2-step run small enough for a second: 1 prompt x 2 completions of 4 tokens, saved every step."""
-    return ["--model", model_dir, "--dataset", problems_file, "--out", str(out), "--steps", "2",
-            "--prompts-per-step", "1", "--group-size", "2", "--max-new-tokens", "4", "--lr", "1e-3",
-            "--micro-batch-size", "2", "--save-every", "1", *extra]
-
-
-def exits_2(argv, capsys):
-    """Run train.main(argv); assert exit code 2 and one `error:` line without a traceback; return it."""
-    with pytest.raises(SystemExit) as e:
-        train.main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and err and err[-1].startswith("error: "), err
-    assert sum(line.startswith("error") for line in err) == 1 and not any("Traceback" in x for x in err)
-    return err[-1]
-
-
-def steps_logged(out):
-    return [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def weights(folder):
@@ -73,7 +53,8 @@ def test_a_flag_that_would_reverse_or_freeze_training_is_refused(flag, value, ra
 
 def test_a_fresh_run_refuses_an_out_with_checkpoints_and_overwrite_starts_again(
         random_model_dir, toy_problems_file, tmp_path, capsys):
-    (tmp_path / "checkpoint-40").mkdir()  # an older, longer run: rotation would keep it and delete ours
+    checkpoints.claim_out(str(tmp_path)).close()  # an older, longer run, whose folder this is
+    (tmp_path / "checkpoint-40").mkdir()  # rotation would keep it and delete ours
     assert "pass --resume" in exits_2(args(random_model_dir, toy_problems_file, tmp_path), capsys)
     train.main(args(random_model_dir, toy_problems_file, tmp_path, "--overwrite"))
     assert checkpoints.checkpoint_steps(str(tmp_path)) == [1, 2]
@@ -212,8 +193,8 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_one(random_model_dir, to
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", full_on_second_save)
     assert "No space left" in exits_2(args(random_model_dir, toy_problems_file, tmp_path,
                                            "--keep-checkpoints", "1"), capsys)
-    assert sorted(os.listdir(tmp_path)) == sorted([".lock", "checkpoint-1", "config.json", "metrics.jsonl",
-                                                   "curves.png"])
+    assert sorted(os.listdir(tmp_path)) == sorted([".lock", "apo_run.json", "checkpoint-1", "config.json",
+                                                   "metrics.jsonl", "curves.png"])
     checkpoints.check_weights(str(tmp_path / "checkpoint-1"))
 
 
