@@ -17,15 +17,15 @@ Guarantees (tests/test_checkpoints.py, tests/test_robustness.py):
 3. Nothing non-finite is saved: `require_finite` stops a step whose loss or gradient norm is
    NaN/inf before the optimizer step, and every save first checks that the weights are finite.
 4. trainer_state.pt is read with `torch.load(weights_only=True)`: tensors and plain containers
-   only, so a planted pickle cannot run code. The optimizer state and the RNG states (uint8
-   tensors) load this way.
+   only, so a planted pickle cannot run code.
 5. Resume picks the newest checkpoint that loads completely: its files are regular files (never a
    link, a pipe or a device: nothing can hang), config.json is a model config, the weights cover
    their headers, trainer_state.pt has a plausible size and holds a checkpoint's state. A newer
    one that does not is renamed checkpoint-STEP.incomplete (kept for a person to look at,
-   invisible to rotation) and the run says so; when none is left, one sentence refuses the
-   resume. A checkpoint's step comes from its folder's name, and that exact name is used to load,
-   rename and delete it. metrics.jsonl loses its lines past the checkpoint's step.
+   invisible to rotation) and the run says so (also one whose model or tokenizer does not load:
+   train.py); when none is left, one sentence refuses the resume. A checkpoint's step comes from
+   its folder's name, used as is to load, rename and delete it. metrics.jsonl loses its lines
+   past the checkpoint's step.
    Settings that define the run cannot change on --resume (RESUME_FIXED, check_resume_config);
    lr and weight decay can, and are written into the optimizer (apply_optimizer_settings).
 Resuming from checkpoint-STEP gives the same weights as a run that never stopped
@@ -51,9 +51,11 @@ from runfolder import (  # noqa: F401 - also checkpoints' API
     check_out_dir,
     checkpoint_folders,
     claim_out,
+    free_name,
 )
 
 STATE_FILE = "trainer_state.pt"  # optimizer, step, RNG states and config, beside the weights
+JSON_MAX_BYTES = 16 << 20  # a checkpoint's config.json or weight index: a few kB in practice
 STATE_BYTES_PER_WEIGHT_BYTE = 4  # AdamW's two float32 moments are twice the float32 weights: 4x is ample
 # Settings that define the run: its objective, data, data order and sampling. A resumed run that
 # changed one would be a different experiment under the old run's name.
@@ -223,28 +225,46 @@ def _is_state(state):
             and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups))
 
 
+def _only_files(folder, prefix=""):
+    """IncompleteCheckpoint unless everything below `folder` is a regular file or a real folder
+    (save_pretrained writes additional_chat_templates/): nothing else is ever opened."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            _only_files(path, prefix + name + "/")
+        else:
+            _regular_file(path, prefix + name)
+
+
+def _read_json(path, name):
+    """A small JSON file of a checkpoint (at most JSON_MAX_BYTES), or IncompleteCheckpoint."""
+    if _regular_file(path, name) > JSON_MAX_BYTES:
+        raise IncompleteCheckpoint(f"{name} is larger than {JSON_MAX_BYTES >> 20} MB")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError, RecursionError):
+        raise IncompleteCheckpoint(f"{name} is not readable JSON") from None
+
+
 def check_weights(checkpoint):
     """IncompleteCheckpoint unless every file is a regular file, config.json is a model config and
     every safetensors file covers its header; returns the weights' size in bytes."""
     from safetensors import SafetensorError, safe_open  # a dependency of transformers
-    for name in os.listdir(checkpoint):  # nothing below is opened unless it is a regular file
-        _regular_file(os.path.join(checkpoint, name), name)
-    _regular_file(os.path.join(checkpoint, "config.json"), "config.json")
-    try:
-        with open(os.path.join(checkpoint, "config.json")) as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        raise IncompleteCheckpoint("config.json is not readable JSON") from None
+    _only_files(checkpoint)
+    config = _read_json(os.path.join(checkpoint, "config.json"), "config.json")
     if not (isinstance(config, dict) and isinstance(config.get("model_type"), str)):
         raise IncompleteCheckpoint("config.json is not a model config (no model_type)")
     index = os.path.join(checkpoint, "model.safetensors.index.json")
-    try:
-        with open(index) as f:
-            files = sorted(set(json.load(f)["weight_map"].values()))
-    except FileNotFoundError:
+    if os.path.lexists(index):
+        weight_map = _read_json(index, "model.safetensors.index.json")
+        weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+        if not (isinstance(weight_map, dict) and weight_map
+                and all(isinstance(v, str) for v in weight_map.values())):
+            raise IncompleteCheckpoint("model.safetensors.index.json has no weight map")
+        files = sorted(set(weight_map.values()))
+    else:
         files = ["model.safetensors"]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise IncompleteCheckpoint("model.safetensors.index.json is unreadable") from None
     for name in files:
         if os.path.basename(name) != name:
             raise IncompleteCheckpoint(f"the weight index names {name!r}, outside the checkpoint")
@@ -276,23 +296,20 @@ def find_resume_point(out, say=print):
                 raise IncompleteCheckpoint(f"{STATE_FILE} says step {state['step']}")
             return path, step, state
         except IncompleteCheckpoint as e:
-            aside = _free_name(path + ".incomplete")
-            os.replace(path, aside)
-            say(f"note: {name} is incomplete ({e}); moved it to {os.path.basename(aside)} and "
-                "looking at the one before")
+            set_aside(path, str(e), say)
     if folders:
         raise RunError(f"no checkpoint in {out!r} loads completely (each was moved to *.incomplete); "
                        "start again with --overwrite, or give another --out")
     return None, 0, None
 
 
-def _free_name(path):
-    """`path`, or path-2, path-3, ...: the first name not taken."""
-    candidate, n = path, 1
-    while os.path.lexists(candidate):
-        n += 1
-        candidate = f"{path}-{n}"
-    return candidate
+def set_aside(checkpoint, why, say=print):
+    """Rename a checkpoint that does not load to checkpoint-STEP.incomplete (a free name: nothing
+    is deleted), so that resume and rotation pass it by, and say so."""
+    aside = free_name(checkpoint.rstrip(os.sep) + ".incomplete")
+    os.replace(checkpoint, aside)
+    say(f"note: {os.path.basename(checkpoint)} is incomplete ({why}); moved it to {os.path.basename(aside)} "
+        "and looking at the one before")
 
 
 def resume_point(out, config, say=print):

@@ -172,7 +172,7 @@ def pass_at_k_problem(benchmarks):
         for key, value in r.items():
             if not key.startswith("pass@"):
                 continue
-            if not (key[5:].isdigit() and int(key[5:]) >= 1):
+            if not re.fullmatch(r"pass@[1-9][0-9]*", key, re.ASCII):
                 return f"{name} has a key {key!r}, where pass@K needs a whole K >= 1"
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 return f"{name} {key} is {value!r}, not a number in [0, 1]"

@@ -91,17 +91,18 @@ def load_rows(spec, split):
 
 def read_json_rows(spec):
     """Rows of a JSON file: a list of objects, or one object per line (JSON lines). A line that is
-    not a JSON object is dropped and reported by its number; DataError when no line is one."""
-    with open(spec, encoding="utf-8", errors="replace") as f:
-        text = f.read()
-    try:  # a whole-file JSON list (or {"data": [...]}, as datasets reads a .json)
-        whole = json.loads(text)
-        rows = whole.get("data", whole) if isinstance(whole, dict) and isinstance(whole.get("data"), list) \
-            else whole if isinstance(whole, list) else [whole]
-        lines = [(i + 1, row) for i, row in enumerate(rows)]
-        where = "entry"
-    except ValueError:
-        lines = [(n, _json_or_none(line)) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    not a JSON object (or not UTF-8) is dropped and reported by its number; DataError when no
+    line is one."""
+    with open(spec, "rb") as f:
+        raw = f.read()
+    raw = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw  # a byte-order mark is not part of the JSON
+    whole = _json_or_none(raw)
+    if isinstance(whole, dict) and isinstance(whole.get("data"), list):  # {"data": [...]}, as datasets reads
+        whole = whole["data"]
+    if whole is not None:  # a whole-file JSON list, or one object
+        lines, where = list(enumerate(whole if isinstance(whole, list) else [whole], 1)), "entry"
+    else:  # JSON lines; only "\n" ends one (U+2028 may stand inside a JSON string)
+        lines = [(n, _json_or_none(line)) for n, line in enumerate(raw.split(b"\n"), 1) if line.strip()]
         where = "line"
     good = Rows(row for _, row in lines if isinstance(row, dict))
     bad = [n for n, row in lines if not isinstance(row, dict)]
@@ -114,10 +115,11 @@ def read_json_rows(spec):
     return good
 
 
-def _json_or_none(line):
+def _json_or_none(raw):
+    """The JSON value of UTF-8 bytes, or None when they are not one (bad UTF-8, bad JSON, too deep)."""
     try:
-        return json.loads(line)
-    except ValueError:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
 
 
@@ -178,15 +180,15 @@ def _as_problem(row, p_field, a_field, levels, max_chars):
     """({"problem", "answer"}, None) for a usable row, else (None, why it is dropped)."""
     if levels and "level" in row and _level(row["level"]) not in levels:
         return None, f"outside levels {sorted(levels)}"
-    problem = row[p_field]
+    problem = row.get(p_field)  # a JSON line may lack a field the others have
     if not isinstance(problem, str) or not problem.strip():  # None would become the prompt "None"
         return None, "a missing or non-text problem"
     if max_chars and len(problem) > max_chars:
         return None, f"a problem longer than {max_chars} characters"
     if a_field:
-        answer, why = _as_answer(row[a_field])
+        answer, why = _as_answer(row.get(a_field))
     else:
-        solution = row["solution"]
+        solution = row.get("solution")
         answer = verify.extract_answer(solution) if isinstance(solution, str) else None
         why = None if answer else "no \\boxed{} answer in the solution"
     return ({"problem": problem, "answer": answer}, None) if answer else (None, why)

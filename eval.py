@@ -35,6 +35,8 @@ Departures and choices, with reasons:
 import dataclasses
 import json
 import math
+import os
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -167,10 +169,11 @@ def load_solutions(spec, limit):
     if p_field is None or "solution" not in rows.column_names:
         return []
     out = []
-    for row in rows:
-        solution = row["solution"][0] if isinstance(row["solution"], list) else row["solution"]
-        if solution:
-            out.append({"problem": str(row[p_field]), "solution": str(solution)})
+    for row in rows:  # rows of a JSON file may lack a field the others have
+        solution = row.get("solution")
+        solution = (solution or [None])[0] if isinstance(solution, list) else solution
+        if isinstance(solution, str) and solution.strip() and isinstance(row.get(p_field), str):
+            out.append({"problem": row[p_field], "solution": solution})
         if limit and len(out) >= limit:
             break
     return out
@@ -237,9 +240,11 @@ def compare(files, out):
     """Draw several results.json files into OUT/compare.png, labelled by model (or file)."""
     runs = []
     for f in files:
-        try:
-            res = json.loads(Path(f).read_text())
-        except (OSError, ValueError):
+        try:  # a regular file of a results.json's size: a pipe would block the read forever
+            info = os.lstat(os.path.realpath(f))
+            res = json.loads(Path(f).read_text()) if stat.S_ISREG(info.st_mode) and info.st_size < 1 << 26 \
+                else None
+        except (OSError, ValueError, RecursionError):
             res = None
         if not (isinstance(res, dict) and "model" in res and isinstance(res.get("benchmarks"), dict)):
             raise UsageError(f"{f!r} is not a results.json written by eval.py; check the path")

@@ -29,7 +29,10 @@ the model. A counter that grows with every forward would be wrong here: a CUDA g
 forwards advance it, the capture does not, and every replay does. So each decode step first
 copies the column it means (`column`, a graph input) into every layer's counter. That copy is
 part of the recorded step, so warm-ups, the capture and each replay write where the mask opens.
-`use_graph="emulate"` runs that same call sequence on CPU, where the tests check it.
+`use_graph="emulate"` runs that same call sequence on CPU, where the tests check it: the same
+tensor state changes (a capture records Python calls and runs none of their kernels; the
+emulation runs the step's Python on every replay, harmless while no forward keeps Python-side
+state, as none does on this path in the supported range).
 
 Departures: none from the method; where this path cannot run (no CUDA, an attention kernel we
 do not know, a capture error) rollout.sample falls back to `generate`, which is always correct.
@@ -187,10 +190,12 @@ def _check_static_layer():
         layer = StaticLayer(max_cache_len=4)
         zeros = torch.zeros(1, 1, 1, 2)
         layer.update(zeros, zeros, cache_position=torch.tensor([0]))  # allocates the buffers
-        layer.cumulative_length.fill_(2)
+        counter = layer.cumulative_length  # the tensor the sampler holds and writes into
+        counter.fill_(2)
         keys, _ = layer.update(zeros + 7, zeros + 7, cache_position=torch.tensor([0]))
         written = keys[0, 0, :, 0].tolist()
-        ok = written == [0.0, 0.0, 7.0, 0.0] and int(layer.cumulative_length) == 3
+        ok = (written == [0.0, 0.0, 7.0, 0.0] and layer.cumulative_length is counter
+              and int(counter) == 3)  # updated in place: a graph replay advances it too
     except Exception as e:  # noqa: BLE001 - any other API is "another behaviour"
         written, ok = f"{type(e).__name__}: {e}", False
     if ok:

@@ -10,24 +10,21 @@ What it implements (METHOD.md §1, §3, §7):
   template already holds it as its default system message: the bare problem is sent), a plain
   "Question/Answer" template otherwise; left padding, so that every completion starts at the
   same column P and one `logits_to_keep` covers all completion positions;
-- a completion ends at the first EOS id or the chat template's end-of-turn token (`eos_ids`);
-- G sampled completions per prompt, a completion mask that keeps the EOS token (the model
-  must learn to stop) and drops what follows it, found from the first EOS rather than from the
-  pad id, so it is right also when pad == EOS (Qwen2.5-Math base models);
+- G sampled completions per prompt, ended by the first EOS id or the template's end-of-turn token
+  (`eos_ids`); a completion mask that keeps that token (the model must learn to stop) and drops
+  what follows, found from the stop ids, never from the pad id (pad == EOS in Qwen2.5-Math);
 - per completion token, log pi(y_t) of the sampled token, and for the reference its top-K ids
   and log-probs, without a float32 (N, T, V) tensor: only completion positions are kept, the
   batch is chunked over sequences, and log-probs are `gathered logit - logsumexp`.
 
 Departures and choices, with reasons:
-1. Sampling is `generate` with every distribution-changing knob pinned off (top_k=0,
-   repetition penalty 1, ...): RL's ratio assumes samples come from pi_theta/temperature.
-   A model's own generation_config (often top_k=50 or a repetition penalty) is overridden.
+1. Sampling is `generate` with every distribution-changing knob pinned off (top_k=0, ...): RL's
+   ratio assumes samples come from pi_theta/temperature; a generation_config's top_k=50 is overridden.
 2. Position ids are rebuilt from the attention mask in our forward passes, exactly as
    `generate` does for left-padded prompts; without them the scores would not be those of the
    distribution that sampled the tokens.
-3. Log-probs come from `apo.gather_logp`, whose hand-written backward keeps no float32 copy
-   of the logits; only the bf16 logits of one micro-batch and their gradient are alive at
-   once (train.py --micro-batch-size bounds those).
+3. Log-probs come from `apo.gather_logp`, whose hand-written backward keeps no float32 copy of
+   the logits: only one micro-batch's bf16 logits and their gradient are alive at once.
 """
 
 import argparse
@@ -52,6 +49,8 @@ from loading import (  # noqa: F401 - rollout's API
 PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
 PLAIN_TEMPLATE = "Question: {problem}\n{suffix}\nAnswer:"  # for tokenizers without a chat template
 ENTROPY_TOKENS = 256  # completion positions per float32 entropy piece: bounds its workspace
+_STYLES = {}  # chat template text -> where it wants the instruction (rendering costs ~1 ms)
+_PROBE = "What is 1 + 1?"  # a problem for probing templates; it holds no instruction of its own
 # Every knob that would change the sampling distribution, set to "off" (departure 1).
 NEUTRAL_SAMPLING = dict(top_k=0, min_p=None, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0,
                         repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
@@ -157,25 +156,25 @@ def prompt_messages(tokenizer, problem):
     return [{"role": "user", "content": f"{problem}\n{PROMPT_SUFFIX}"}]
 
 
-_STYLES = {}  # chat template text -> where it wants the instruction (rendering costs ~1 ms)
-_PROBE = "What is 1 + 1?"  # a problem for probing templates; it holds no instruction of its own
-
-
 def _instruction_style(tokenizer):
-    """Where the instruction goes for this chat template: "default_system", "system" or "user"."""
-    key = tokenizer.chat_template
+    """Where the instruction goes for this chat template: "default_system", "system" or "user"
+    (the first that renders it exactly once); ModelLoadError when none does."""
+    key = repr(tokenizer.chat_template)  # a str, or a dict of named templates
     if key not in _STYLES:
-        def render(messages):
-            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        if PROMPT_SUFFIX in render([{"role": "user", "content": _PROBE}]):
-            _STYLES[key] = "default_system"
-        else:
-            try:  # a template may refuse a system role (a jinja error) or drop it silently
-                shown = render([{"role": "system", "content": PROMPT_SUFFIX},
-                                {"role": "user", "content": _PROBE}]).count(PROMPT_SUFFIX) == 1
+        def once(messages):  # a template may refuse a role (a jinja error) or drop it silently
+            try:
+                text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             except Exception:  # noqa: BLE001 - jinja2.TemplateError and whatever a template raises
-                shown = False
-            _STYLES[key] = "system" if shown else "user"
+                return False
+            return isinstance(text, str) and text.count(PROMPT_SUFFIX) == 1
+        user = {"role": "user", "content": _PROBE}
+        tries = {"default_system": [user], "system": [{"role": "system", "content": PROMPT_SUFFIX}, user],
+                 "user": [{"role": "user", "content": f"{_PROBE}\n{PROMPT_SUFFIX}"}]}
+        style = next((name for name, messages in tries.items() if once(messages)), None)
+        if style is None:
+            raise ModelLoadError("the tokenizer's chat template renders neither a user message nor a system "
+                                 "and a user message; give a tokenizer whose template takes them")
+        _STYLES[key] = style
     return _STYLES[key]
 
 
@@ -192,7 +191,9 @@ def end_of_turn_id(tokenizer):
         return None
     after = text[text.rfind(marker) + len(marker):] if marker in text else ""
     ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after else []
-    return ids[0] if ids and ids[0] in set(tokenizer.all_special_ids) else None
+    special = set(tokenizer.all_special_ids) | {i for i, t in getattr(tokenizer, "added_tokens_decoder",
+                                                                      {}).items() if t.special}
+    return ids[0] if ids and ids[0] in special else None
 
 
 def eos_ids(model, tokenizer):
@@ -382,11 +383,12 @@ def _main():
     args = ap.parse_args()
     try:
         model, tok = load_model_and_tokenizer(args.model)
+        print(f"--- the prompt the model sees:\n{format_prompt(tok, args.problem)}")
+        r = sample(model, tok, [args.problem], args.group_size, temperature=args.temperature,
+                   max_new_tokens=args.max_new_tokens)
     except ModelLoadError as e:
         raise SystemExit(f"error: {e}")
-    r = sample(model, tok, [args.problem], args.group_size, temperature=args.temperature,
-               max_new_tokens=args.max_new_tokens)
-    logp, _, ent = policy_logps(model, r.input_ids, r.attention_mask, r.completion_ids,
+    logp, _, _ = policy_logps(model, r.input_ids, r.attention_mask, r.completion_ids,
                                 temperature=args.temperature)
     for i, text in enumerate(r.texts):
         n = int(r.completion_mask[i].sum())

@@ -34,10 +34,9 @@ MARK_FILE = "apo_run.json"  # {"project": PROJECT, "run": folder name, "created"
 LOCK_FILE = ".lock"
 FINAL = "final"
 CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")  # the whole name: checkpoint-30-backup is not step 30
-RUN_FILES = ("metrics.jsonl", "config.json", "curves.png")  # what a run writes beside its model folders
 # A run output's name: a checkpoint or final/, as written or in one of its transient forms.
 RUN_OUTPUT_NAME = re.compile(r"(checkpoint-\d+|final)(\.tmp|\.old|\.incomplete(-\d+)?)?"
-                             r"|metrics\.jsonl(\.tmp)?|config\.json|curves\.png")
+                             r"|metrics\.jsonl(\.tmp)?|config\.json|curves\.png(\.tmp)?")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "trainer_state.pt")  # beside config.json, any of these makes a folder a model folder
 
@@ -116,6 +115,15 @@ def checkpoint_folders(out):
     return dict(sorted(found.items()))
 
 
+def free_name(path):
+    """`path`, or path-2, path-3, ...: the first name not taken."""
+    candidate, n = path, 1
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = f"{path}-{n}"
+    return candidate
+
+
 # ---------------------------------------------------------------------------- claiming it
 
 def _inside(path, folder):
@@ -128,7 +136,7 @@ def check_not_protected(out, protected):
     or is or lies inside any model folder. Resolved paths: links do not get around it."""
     real = os.path.realpath(out)
     for what, path in protected:
-        if path and os.path.exists(path):
+        if path and (os.path.exists(path) or os.path.isabs(path)):
             p = os.path.realpath(path)
             if _inside(real, p) or _inside(p, real):
                 where = "is" if real == p else "lies inside" if _inside(real, p) else "contains"
@@ -151,10 +159,21 @@ def _folder_state(out):
     """"new" (missing or empty but for a lock file), "marked", or the names that make it foreign."""
     if not os.path.isdir(out):
         return "new"
-    names = [n for n in os.listdir(out) if n != LOCK_FILE]
+    try:
+        names = [n for n in os.listdir(out) if n != LOCK_FILE or not _regular(os.path.join(out, n))]
+    except OSError as e:
+        raise RunError(f"--out {out!r} cannot be read ({e.strerror}); give a folder you can read") from None
     if not names:
         return "new"
     return "marked" if is_marked(out) else sorted(names)
+
+
+def _regular(path):
+    """Is `path` a regular file (os.lstat: not a link, a pipe or a device)?"""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def claim_out(out, *, resume=False, overwrite=False, protected=()):
@@ -163,24 +182,32 @@ def claim_out(out, *, resume=False, overwrite=False, protected=()):
 
     Keep the returned file open for the run's lifetime (`with runfolder.claim_out(...):`);
     closing it, or the process ending in any way, releases the lock. `protected`: (what, path)
-    pairs such as ("model", "runs/apo/final"); paths that do not exist locally are skipped.
+    pairs such as ("model", "runs/apo/final"); a relative path that does not exist is taken for a
+    hub id and skipped. Every refusal comes before anything is written.
     """
     if resume and overwrite:
         raise RunError("give --resume (continue the run in --out) or --overwrite (start it again), not both")
     if os.path.exists(out) and not os.path.isdir(out):
         raise RunError(f"--out {out!r} is a file, not a folder; give a folder path")
     check_not_protected(out, protected)
+    parent = os.path.dirname(os.path.abspath(out))
+    if RUN_OUTPUT_NAME.fullmatch(os.path.basename(os.path.abspath(out))) and is_marked(parent):
+        raise RunError(f"--out {out!r} is named like an output of the run in {parent!r}, which would move "
+                       "or delete it; give another --out")
     state = _folder_state(out)
-    if isinstance(state, list):  # nothing has been written: refuse before the lock file too
+    if isinstance(state, list):
         raise RunError(f"--out {out!r} holds files no run of this project wrote ({', '.join(state[:3])}"
                        f"{', ...' if len(state) > 3 else ''}) and no {MARK_FILE}; a run writes only into a "
-                       "new or empty folder or its own: give another --out")
+                       f"new or empty folder or its own (a run folder from before {MARK_FILE} existed: "
+                       f"`python runfolder.py --mark {out}`): give another --out")
+    if state == "marked":
+        _check_outputs(out, resume, overwrite)  # refuse before the lock file is touched
     check_out_dir(out)
     lock = _lock(out)
     try:
         if state == "new":
             _write_mark(out)
-        _check_outputs(out, resume, overwrite)
+        _check_outputs(out, resume, overwrite, delete=overwrite)  # again, now that no one else writes
     except BaseException:
         lock.close()
         raise
@@ -193,16 +220,24 @@ def _is_folder_output(name):
 
 
 def _lock(out):
+    """OUT/.lock opened without following a link and locked; RunError when another run holds it."""
+    path = os.path.join(out, LOCK_FILE)
     try:
-        lock = open(os.path.join(out, LOCK_FILE), "a+")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as e:
-        raise RunError(f"--out {out!r} is not writable ({e.strerror}); give a writable folder") from None
+        raise RunError(f"{path!r} cannot be opened as the run's lock file ({e.strerror}); remove it or give "
+                       "another --out") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise RunError(f"{path!r} is not a plain file of its own (a pipe, a device or a hard link); remove "
+                       "it or give another --out")
+    lock = os.fdopen(fd, "r+")
     if fcntl is not None:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            lock.seek(0)
-            holder = lock.read().strip() or "?"
+            holder = lock.read(64).strip() or "?"
             lock.close()
             raise RunError(f"another run (pid {holder}) is writing to {out!r}; wait for it to finish "
                            "or give another --out") from None
@@ -213,30 +248,58 @@ def _lock(out):
 
 
 def _write_mark(out):
-    with open(os.path.join(out, MARK_FILE), "w") as f:
+    with open(os.path.join(out, MARK_FILE), "x") as f:
         json.dump({"project": PROJECT, "run": os.path.basename(os.path.abspath(out)),
                    "created": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
         f.write("\n")
 
 
-def _check_outputs(out, resume, overwrite):
-    """Rules 3 and 4, under the lock: what the earlier run left, and --overwrite's deletions."""
+def _check_outputs(out, resume, overwrite, delete=False):
+    """Rules 3 and 4: what the earlier run left is what a run writes (a real folder or a regular
+    file, never a link, never another run's folder), and a fresh run finds none; with `delete`,
+    --overwrite's deletions."""
     outputs = run_outputs(out)
-    links = [name for name in outputs if os.path.islink(os.path.join(out, name))]
-    if links:
-        raise RunError(f"{os.path.join(out, links[0])!r} is a symbolic link, which no run writes; move it "
-                       "out of the folder or give another --out")
-    kinds = {name: "folder" if os.path.isdir(os.path.join(out, name)) else "file" for name in outputs}
-    wrong = [name for name in outputs if (kinds[name] == "folder") != _is_folder_output(name)]
-    if wrong:
-        raise RunError(f"{os.path.join(out, wrong[0])!r} is a {kinds[wrong[0]]}, where a run writes the "
-                       "other kind; move it out of the folder or give another --out")
+    for name in outputs:
+        path = os.path.join(out, name)
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            raise RunError(f"{path!r} is a symbolic link, which no run writes; move it out of the folder or "
+                           "give another --out")
+        if not (stat.S_ISDIR(mode) if _is_folder_output(name) else stat.S_ISREG(mode)):
+            raise RunError(f"{path!r} is not the {'folder' if _is_folder_output(name) else 'plain file'} a "
+                           "run writes there; move it out of the folder or give another --out")
+        if stat.S_ISDIR(mode) and os.path.lexists(os.path.join(path, MARK_FILE)):
+            raise RunError(f"{path!r} holds another run ({MARK_FILE}); move it out of the folder or give "
+                           "another --out")
     if outputs and not (resume or overwrite):
         raise RunError(f"--out {out!r} already holds {', '.join(outputs[:3])}; pass --resume to continue "
                        "that run, --overwrite to delete it and start again, or another --out")
-    for name in outputs if overwrite else []:
+    for name in outputs if delete else []:
         path = os.path.join(out, name)
         if os.path.isdir(path):
             shutil.rmtree(path)
         else:
             os.remove(path)
+
+
+def mark_legacy(out):
+    """Mark a run folder written before MARK_FILE existed: only when everything in it is a run output."""
+    names = [n for n in os.listdir(out) if n != LOCK_FILE]
+    foreign = [n for n in names if not RUN_OUTPUT_NAME.fullmatch(n)]
+    if foreign or not names:
+        held = ", ".join(sorted(foreign)[:3]) or "nothing"
+        raise RunError(f"{out!r} is not a run folder: it holds {held}, which no run writes")
+    _check_outputs(out, resume=True, overwrite=False)
+    if not is_marked(out):
+        _write_mark(out)
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) != 3 or sys.argv[1] != "--mark":
+        sys.exit("usage: python runfolder.py --mark RUN_FOLDER   (a run folder from before apo_run.json)")
+    try:
+        mark_legacy(sys.argv[2])
+    except (RunError, OSError) as e:
+        sys.exit(f"error: {e}")
+    print(f"marked {sys.argv[2]} as a run folder")

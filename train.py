@@ -4,7 +4,7 @@ Run (one GPU, hub access):   python train.py --model Qwen2.5-Math-1.5B --loss ap
 Run (CPU, the tiny math LM): python train.py --model tiny --dataset arith --lr 5e-5 --max-new-tokens 48
 Run (CPU, any local model):  python train.py --model path/to/model --dataset problems.jsonl \
                                  --steps 2 --prompts-per-step 2 --max-new-tokens 32
-Then: python eval.py --model runs/apo/final
+Then: python eval.py --model runs/apo/final      (train.py wrote runs/LOSS; this writes runs/apo/eval)
 
 Each step (METHOD.md §1, §3, §4), numbered as in `train_step`:
   1. sample B prompts; G completions each from the current policy     (rollout.sample)
@@ -14,8 +14,7 @@ Each step (METHOD.md §1, §3, §4), numbered as in `train_step`:
   5. the loss over micro-batches, each divided by the full step's
      divisor so accumulation gives exactly the full-batch gradient      (apo.policy_loss)
   6. clip the gradient norm, one AdamW step
-Metrics go to OUT/metrics.jsonl (keys defined in README.md), checkpoints to
-OUT/checkpoint-STEP/ and OUT/final/ in save_pretrained format (checkpoints.py).
+Metrics go to OUT/metrics.jsonl (README.md "Metrics"), checkpoints to OUT/checkpoint-STEP/, OUT/final/.
 
 Departures and choices, with reasons:
 1. One optimizer step per batch of rollouts, so pi_old = pi_theta at the time of the loss:
@@ -325,10 +324,11 @@ def describe(cfg, device, compute_dtype, model, problems, dropped, start):
 # --------------------------------------------------------------------------------- main
 
 def run(cfg):
-    """Train, holding an exclusive lock on --out for the whole run (runfolder.claim_out: a run
-    writes only into its own folder, never into the model or the data)."""
-    model = tiny_lm.default_cache_dir() if cfg.model == tiny_lm.TINY_MODEL else cfg.model
-    protected = [("model", model), ("dataset", cfg.dataset), ("held-out dataset", cfg.eval_dataset)]
+    """Train, holding a lock on --out for the whole run (runfolder.claim_out: a run writes only
+    into its own folder, never into the model or the data)."""
+    tiny = os.path.abspath(tiny_lm.default_cache_dir())  # built later, into tiny + ".tmp" first
+    paths = [tiny, tiny + ".tmp"] if cfg.model == tiny_lm.TINY_MODEL else [cfg.model]
+    protected = [("model", p) for p in paths] + [("dataset", cfg.dataset), ("data", cfg.eval_dataset)]
     with checkpoints.claim_out(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, protected=protected):
         train(cfg)
 
@@ -338,7 +338,6 @@ def train(cfg):
 
     def autocast():
         return torch.autocast(device.type, dtype=compute_dtype, enabled=use_autocast)
-
     torch.manual_seed(cfg.seed)
     cfg_dict = dataclasses.asdict(cfg)
     ckpt, start, state = checkpoints.resume_point(cfg.out, cfg_dict) if cfg.resume else (None, 0, None)
@@ -347,7 +346,15 @@ def train(cfg):
             checkpoints.write_final_from(ckpt, cfg.out)
         return print(f"nothing to do: {ckpt} is at step {start} and --steps is {cfg.steps}")
     problems = data.load_problems(cfg.dataset, cfg.split, levels=cfg.level_set or None)
-    model, tokenizer, ref_model = load_models(cfg, ckpt, device, checkpointing)
+    while True:  # a checkpoint whose model or tokenizer does not load is set aside, as incomplete ones are
+        try:
+            model, tokenizer, ref_model = load_models(cfg, ckpt, device, checkpointing)
+            break
+        except rollout.ModelLoadError as e:
+            if ckpt is None:
+                raise
+            checkpoints.set_aside(ckpt, f"it does not load: {str(e).split(' (')[0]}")
+            ckpt, start, state = checkpoints.resume_point(cfg.out, cfg_dict)
     problems, dropped = rollout.drop_long_prompts(problems, tokenizer, cfg.max_prompt_tokens)
     line, refusal = memory.check(model, cfg, device, autocast, compute_dtype.itemsize, ref_model is not None)
     print(line)

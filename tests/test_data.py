@@ -100,3 +100,44 @@ def test_cli_bad_input_exits_2_with_one_error_line(tmp_path, capsys):
     assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
     assert "limit must be at least 1" in lines[0]
     assert data.main([write(tmp_path / "d.jsonl", [GOOD])]) == 0
+
+
+def test_data_rows_empty_boxed_answer_lists_and_bad_lines(tmp_path, capsys):
+    lines = [json.dumps({"problem": "p1", "answer": "\\boxed{}"}),
+             json.dumps({"problem": "p2", "answer": [None, "5"]}),
+             "{this is not json",
+             json.dumps({"problem": "p3", "answer": "$\\boxed{7}$"}),
+             "[1, 2]",
+             json.dumps({"problem": "p4", "answer": ["", "  ", "x"]})]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    rows = data.load_problems(str(path))
+    assert rows == [{"problem": "p2", "answer": "5"}, {"problem": "p3", "answer": "7"},
+                    {"problem": "p4", "answer": "x"}]
+    out = capsys.readouterr().out
+    assert "dropped 2 lines that are not JSON objects (line 3, 5)" in out
+    assert "1 with an empty answer" in out
+
+
+def test_a_file_with_no_good_line_is_refused(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("{oops\nnot json either\n")
+    with pytest.raises(data.DataError, match="no line of .* is a JSON object"):
+        data.load_problems(str(path))
+
+
+
+def test_json_lines_with_a_bom_missing_fields_odd_separators_and_bad_bytes(tmp_path, capsys):
+    rows = [{"problem": "p1", "answer": "1"}, {"problem": "p2"}, {"answer": "3"},
+            {"problem": "p4 \u2028 with a line separator", "answer": "4"}]
+    raw = "\ufeff" + "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n"
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(raw.encode() + b'{"problem": "caf\xe9", "answer": "5"}\n' + b"[" * 100_000 + b"\n")
+    got = data.load_problems(str(path))
+    assert got == [rows[0], rows[3]]
+    out = capsys.readouterr().out
+    assert "(line 5, 6)" in out and "1 with no answer" in out
+    assert "1 with a missing or non-text problem" in out
+    whole = tmp_path / "d.json"
+    whole.write_text("\ufeff" + json.dumps(rows[:1]), encoding="utf-8")
+    assert data.load_problems(str(whole)) == rows[:1]

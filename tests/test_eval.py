@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -257,3 +258,37 @@ def test_a_corrupt_model_safetensors_exits_2_with_one_line(damage, random_model_
     assert eval_cli.main(["--model", str(bad), "--benchmarks", toy_problems_file, "--n", "1",
                           "--out", str(tmp_path / "out")]) == 2
     assert "could not load" in one_error_line(capsys)
+
+
+# ------------------------------------------------------------- --compare on hostile files
+
+@pytest.mark.parametrize("value", ['"0.5"', "null", "[0.5]", '{"a": 1}', "true", "NaN"])
+def test_compare_refuses_results_whose_pass_at_k_is_not_a_number(value, tmp_path, capsys):
+    good = {"model": "m", "benchmarks": {"b": {"pass@1": 0.5, "pass@2": 0.7, "n": 2, "problems": 3}}}
+    bad = json.loads(json.dumps(good).replace("0.7", value))
+    (tmp_path / "a.json").write_text(json.dumps(good))
+    (tmp_path / "b.json").write_text(json.dumps(bad).replace("NaN", "NaN"))
+    code = eval_cli.main(["--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out",
+                          str(tmp_path / "cmp")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and "b.json" in err[0]
+
+
+
+@pytest.mark.parametrize("key", ["pass@01", "pass@\u00b2", "pass@\u0663", "pass@0", "pass@"])
+def test_compare_refuses_a_pass_at_k_key_it_cannot_plot(key, tmp_path, capsys):
+    res = {"model": "m", "benchmarks": {"b": {"pass@1": 0.5, key: 0.7}}}
+    (tmp_path / "b.json").write_text(json.dumps(res))
+    code = eval_cli.main(["--compare", str(tmp_path / "b.json"), "--out", str(tmp_path / "cmp")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "whole K" in err[0]
+
+
+def test_compare_never_blocks_on_a_pipe(tmp_path, capsys):
+    os.mkfifo(tmp_path / "fifo.json")
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(code=eval_cli.main(
+        ["--compare", str(tmp_path / "fifo.json"), "--out", str(tmp_path / "cmp")])), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive() and result["code"] == 2

@@ -91,3 +91,20 @@ def test_a_sliding_window_cache_is_refused(tmp_path):
     with pytest.raises(NotImplementedError, match="sliding"):
         fast_sampler.static_generate(model, enc["input_ids"], enc["attention_mask"],
                                      rollout.sampling_config(model, tok, max_new_tokens=2))
+
+
+def test_a_counter_replaced_instead_of_updated_in_place_is_another_behaviour(monkeypatch):
+    """The sampler writes into the counter tensor it holds: an update that rebinds the attribute
+    (a new tensor each time) would leave that tensor stale, and a graph would replay a stale copy."""
+    from transformers.cache_utils import StaticLayer
+
+    def rebinding_update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        where = torch.arange(key_states.shape[-2]) + self.cumulative_length
+        self.cumulative_length = self.cumulative_length + key_states.shape[-2]  # not in place
+        self.keys.index_copy_(2, where, key_states)
+        self.values.index_copy_(2, where, value_states)
+        return self.keys, self.values
+    monkeypatch.setattr(StaticLayer, "update", rebinding_update)
+    assert "does not write at its cumulative_length" in fast_sampler._check_static_layer()

@@ -117,3 +117,30 @@ def test_nothing_after_im_end_is_sampled_scored_or_graded(qwen_math_dir):
     assert all("5" not in text and verify.reward(text, "4") == 1.0 for text in r.texts)
     logp, _, _ = rollout.policy_logps(model, r.input_ids, r.attention_mask, r.completion_ids)
     assert logp.shape == (4, n) and (logp[:, -1] > -0.1).all()  # <|im_end|> itself is scored
+
+
+def test_other_templates_dict_required_system_and_an_added_end_of_turn_token(model_tok):
+    """Named templates (a dict), a template that demands a system message, and a Llama-3-style
+    end-of-turn token that is an added special token but not a named one."""
+    from tokenizers import AddedToken
+    _, tok = model_tok
+    saved = tok.chat_template
+    try:
+        tok.chat_template = {"default": random_qwen2.CHAT_TEMPLATE, "tool_use": "{{ messages }}"}
+        assert rollout.format_prompt(tok, "What is 2 + 3?").count(INSTRUCTION) == 1
+        tok.chat_template = ("{% if messages[0]['role'] != 'system' %}{{ raise_exception('a system message "
+                             "is required') }}{% endif %}" + random_qwen2.CHAT_TEMPLATE)
+        prompt = rollout.format_prompt(tok, "What is 2 + 3?")
+        assert prompt.startswith("<|im_start|>system\n" + INSTRUCTION)
+        tok.add_tokens([AddedToken("<|eot_id|>", special=True)])
+        eot = tok.convert_tokens_to_ids("<|eot_id|>")
+        assert eot not in tok.all_special_ids  # the case: not a named special token
+        tok.chat_template = ("{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+                             "{{ m['content'] }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}"
+                             "<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+        assert rollout.end_of_turn_id(tok) == eot
+        tok.chat_template = "{{ raise_exception('no') }}"
+        with pytest.raises(rollout.ModelLoadError, match="chat template renders neither"):
+            rollout.format_prompt(tok, "What is 2 + 3?")
+    finally:
+        tok.chat_template = saved

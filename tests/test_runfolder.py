@@ -13,8 +13,6 @@ import pytest
 from run_helpers import args, exits_2, snapshot, steps_logged
 
 import checkpoints
-import data
-import eval as eval_cli
 import runfolder
 import train
 
@@ -44,7 +42,7 @@ def test_out_is_never_the_model_folder_or_near_it(where, mode, random_model_dir,
         out.symlink_to(model, target_is_directory=True)
     before = snapshot(tmp_path)
     line = exits_2(args(str(model), toy_problems_file, out, *mode), capsys)
-    assert "model" in line and snapshot(tmp_path) == before
+    assert "the model " in line and snapshot(tmp_path) == before  # the model rule, not the foreign one
 
 
 @pytest.mark.parametrize("where", ["checkpoint-1", "checkpoint-1/sub", "final", "final/deeper/still"])
@@ -238,8 +236,7 @@ def test_a_run_output_name_of_the_other_kind_is_not_the_runs(name, kind, mode, f
     shutil.rmtree(target) if target.is_dir() else target.unlink() if target.exists() else None
     target.mkdir() if kind == "folder" else target.write_text("the user's own")
     before = snapshot(tmp_path)
-    assert "where a run writes the other kind" in exits_2(args(random_model_dir, toy_problems_file, run,
-                                                                *mode), capsys)
+    assert "a run writes there" in exits_2(args(random_model_dir, toy_problems_file, run, *mode), capsys)
     assert snapshot(tmp_path) == before
 
 
@@ -272,39 +269,125 @@ def test_an_earlier_incomplete_name_is_never_deleted(finished_run, random_model_
     assert (run / "checkpoint-2.incomplete-2").is_dir()
 
 
-# ------------------------------------------------------------------------------ smaller cases
+# ----------------------------------------------------------- more forms of the same kinds (a review)
 
-@pytest.mark.parametrize("value", ['"0.5"', "null", "[0.5]", '{"a": 1}', "true", "NaN"])
-def test_compare_refuses_results_whose_pass_at_k_is_not_a_number(value, tmp_path, capsys):
-    good = {"model": "m", "benchmarks": {"b": {"pass@1": 0.5, "pass@2": 0.7, "n": 2, "problems": 3}}}
-    bad = json.loads(json.dumps(good).replace("0.7", value))
-    (tmp_path / "a.json").write_text(json.dumps(good))
-    (tmp_path / "b.json").write_text(json.dumps(bad).replace("NaN", "NaN"))
-    code = eval_cli.main(["--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out",
-                          str(tmp_path / "cmp")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and "b.json" in err[0]
+@pytest.mark.parametrize("marked", [False, True])
+def test_a_linked_lock_file_is_never_written_through(marked, finished_run, random_model_dir,
+                                                     toy_problems_file, tmp_path, capsys):
+    out = copy_run(finished_run, tmp_path) if marked else tmp_path / "run"
+    out.mkdir(exist_ok=True)
+    (out / ".lock").unlink(missing_ok=True)
+    (tmp_path / "notes.txt").write_text("precious")
+    (out / ".lock").symlink_to(tmp_path / "notes.txt")
+    before = snapshot(tmp_path)
+    exits_2(args(random_model_dir, toy_problems_file, out, *(["--resume"] if marked else [])), capsys)
+    assert snapshot(tmp_path) == before
 
 
-def test_data_rows_empty_boxed_answer_lists_and_bad_lines(tmp_path, capsys):
-    lines = [json.dumps({"problem": "p1", "answer": "\\boxed{}"}),
-             json.dumps({"problem": "p2", "answer": [None, "5"]}),
-             "{this is not json",
-             json.dumps({"problem": "p3", "answer": "$\\boxed{7}$"}),
-             "[1, 2]",
-             json.dumps({"problem": "p4", "answer": ["", "  ", "x"]})]
-    path = tmp_path / "d.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    rows = data.load_problems(str(path))
-    assert rows == [{"problem": "p2", "answer": "5"}, {"problem": "p3", "answer": "7"},
-                    {"problem": "p4", "answer": "x"}]
+def test_the_tiny_lm_folder_is_protected_before_it_exists(random_model_dir, toy_problems_file, tmp_path,
+                                                          monkeypatch, capsys):
+    from toy import tiny_lm
+    monkeypatch.setenv("APO_CACHE", str(tmp_path / "cache"))
+    built = []
+    monkeypatch.setattr(tiny_lm, "build", lambda *a, **k: built.append(1))
+    for out in (tmp_path / "cache" / "tiny_lm", tmp_path / "cache" / "tiny_lm.tmp", tmp_path / "cache"):
+        argv = args("tiny", toy_problems_file, out)
+        assert "the model" in exits_2(argv, capsys)
+    assert not built and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("name", ["config.json", "metrics.jsonl", "curves.png"])
+def test_a_pipe_among_the_run_files_is_refused_not_opened(name, finished_run, random_model_dir,
+                                                          toy_problems_file, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path)
+    (run / name).unlink()
+    _make_fifo(run / name)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(line=exits_2(args(
+        random_model_dir, toy_problems_file, run, "--resume", "--steps", "3"), capsys)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the run hung on a pipe"
+    assert "plain file" in result["line"]
+
+
+def test_a_linked_curves_tmp_is_refused(finished_run, random_model_dir, toy_problems_file, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path)
+    (tmp_path / "victim.txt").write_text("the user's own")
+    (run / "curves.png.tmp").symlink_to(tmp_path / "victim.txt")
+    before = snapshot(tmp_path)
+    assert "symbolic link" in exits_2(args(random_model_dir, toy_problems_file, run, "--resume"), capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_run_inside_another_runs_output_names_is_refused(finished_run, random_model_dir,
+                                                           toy_problems_file, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path)
+    for name in ("checkpoint-3", "final.tmp", "checkpoint-1.incomplete"):
+        before = snapshot(tmp_path)
+        line = exits_2(args(random_model_dir, toy_problems_file, run / name), capsys)
+        assert "named like an output" in line
+        assert snapshot(tmp_path) == before
+    other = run / "checkpoint-9"  # another run's folder, with its mark, where this run's outputs go
+    other.mkdir()
+    (other / runfolder.MARK_FILE).write_text(json.dumps({"project": runfolder.PROJECT}))
+    before = snapshot(tmp_path)
+    assert "holds another run" in exits_2(args(random_model_dir, toy_problems_file, run, "--overwrite"),
+                                          capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_protected_model_is_refused_by_its_own_rule(finished_run, random_model_dir, toy_problems_file,
+                                                      tmp_path, capsys):
+    """The run folder is marked, so only the model rule can refuse: training from its own final/."""
+    run = copy_run(finished_run, tmp_path)
+    before = snapshot(tmp_path)
+    line = exits_2(args(str(run / "final"), toy_problems_file, run, "--overwrite"), capsys)
+    assert "contains the model" in line and snapshot(tmp_path) == before
+
+
+def test_a_checkpoint_with_a_template_folder_resumes(finished_run, random_model_dir, toy_problems_file,
+                                                     tmp_path, capsys):
+    """save_pretrained writes additional_chat_templates/ for a tokenizer with named templates."""
+    run = copy_run(finished_run, tmp_path)
+    shutil.rmtree(run / "final")
+    (run / "checkpoint-2" / "additional_chat_templates").mkdir()
+    (run / "checkpoint-2" / "additional_chat_templates" / "tool_use.jinja").write_text("{{ messages }}")
+    train.main(args(random_model_dir, toy_problems_file, run, "--resume", "--steps", "3"))
+    assert "resuming from" in capsys.readouterr().out and steps_logged(run) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("damage", ["sparse config.json", "garbage tokenizer.json",
+                                    "config of another shape"])
+def test_a_checkpoint_whose_model_does_not_load_is_set_aside(damage, finished_run, random_model_dir,
+                                                             toy_problems_file, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path)
+    shutil.rmtree(run / "final")
+    ckpt = run / "checkpoint-2"
+    if damage == "sparse config.json":
+        with open(ckpt / "config.json", "r+b") as f:
+            f.truncate(1 << 40)
+    elif damage == "garbage tokenizer.json":
+        (ckpt / "tokenizer.json").write_text("{garbage")
+    else:
+        config = json.loads((ckpt / "config.json").read_text())
+        (ckpt / "config.json").write_text(json.dumps(config | {"hidden_size": 2 * config["hidden_size"]}))
+    train.main(args(random_model_dir, toy_problems_file, run, "--resume", "--steps", "3"))
     out = capsys.readouterr().out
-    assert "dropped 2 lines that are not JSON objects (line 3, 5)" in out
-    assert "1 with an empty answer" in out
+    assert "checkpoint-2 is incomplete" in out and "resuming from" in out and "checkpoint-1" in out
+    assert steps_logged(run) == [1, 2, 3] and (run / "checkpoint-2.incomplete").is_dir()
 
 
-def test_a_file_with_no_good_line_is_refused(tmp_path):
-    path = tmp_path / "d.jsonl"
-    path.write_text("{oops\nnot json either\n")
-    with pytest.raises(data.DataError, match="no line of .* is a JSON object"):
-        data.load_problems(str(path))
+def test_a_folder_from_before_the_mark_can_be_marked_and_resumed(finished_run, random_model_dir,
+                                                                 toy_problems_file, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path)
+    (run / runfolder.MARK_FILE).unlink()
+    assert f"python runfolder.py --mark {run}" in exits_2(args(random_model_dir, toy_problems_file, run,
+                                                               "--resume"), capsys)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    with pytest.raises(runfolder.RunError, match="not a run folder"):
+        runfolder.mark_legacy(str(tmp_path / "mine"))
+    runfolder.mark_legacy(str(run))
+    train.main(args(random_model_dir, toy_problems_file, run, "--resume", "--steps", "3"))
+    assert steps_logged(run) == [1, 2, 3]
