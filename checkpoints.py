@@ -52,6 +52,7 @@ from runfolder import (  # noqa: F401 - also checkpoints' API
     checkpoint_folders,
     claim_out,
     free_name,
+    regular_size,
 )
 
 STATE_FILE = "trainer_state.pt"  # optimizer, step, RNG states and config, beside the weights
@@ -177,15 +178,12 @@ def write_final_from(checkpoint, out):
 # -------------------------------------------------------------------------------- resuming
 
 def _regular_file(path, what):
-    """The size of `path`, a regular file (os.lstat: a link, a pipe or a device is not one, and a
-    pipe would block the reader forever); IncompleteCheckpoint otherwise."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        raise IncompleteCheckpoint(f"{what} is missing") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise IncompleteCheckpoint(f"{what} is not a regular file")
-    return info.st_size
+    """The size of `path`, a regular file (runfolder.regular_size); IncompleteCheckpoint otherwise."""
+    size = regular_size(path)
+    if size is None:
+        why = "not a regular file" if os.path.lexists(path) else "missing"
+        raise IncompleteCheckpoint(f"{what} is {why}")
+    return size
 
 
 def load_state(checkpoint, max_bytes=None):

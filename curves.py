@@ -114,10 +114,15 @@ def run_labels(runs):
     return [r if names.count(n) > 1 else n for r, n in zip(runs, names)]
 
 
+def _plain(text):
+    """`text` drawn as itself by matplotlib: a `$` would start LaTeX math (a file name can hold one)."""
+    return str(text).replace("$", r"\$")
+
+
 def draw(runs, path):
     """Draw the runs' curves into `path` (written atomically: a viewer never sees half a PNG)."""
     from matplotlib.figure import Figure  # heavy: only when drawing
-    data = [(label.replace("$", r"\$"), read_metrics(run)) for label, run in zip(run_labels(runs), runs)]
+    data = [(_plain(label), read_metrics(run)) for label, run in zip(run_labels(runs), runs)]
     panels = [(key, title) for key, title in PANELS if any(series(rows, key)[0] for _, rows in data)]
     if not panels:
         raise CurvesError(f"no step is logged yet in {', '.join(map(repr, runs))}; try after the first step")
@@ -156,11 +161,6 @@ def refresh(out, say=print):
 
 
 # ----------------------------------------------------------------------- eval.py's pass@k
-
-def _plain(text):
-    """`text` drawn as itself by matplotlib: a `$` would start LaTeX math (a file name can hold one)."""
-    return str(text).replace("$", r"\$")
-
 
 def pass_at_k_problem(benchmarks):
     """What is wrong with a results.json's benchmarks for draw_pass_at_k, or None: each is a dict whose

@@ -36,7 +36,6 @@ import dataclasses
 import json
 import math
 import os
-import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -240,10 +239,9 @@ def compare(files, out):
     """Draw several results.json files into OUT/compare.png, labelled by model (or file)."""
     runs = []
     for f in files:
-        try:  # a regular file of a results.json's size: a pipe would block the read forever
-            info = os.lstat(os.path.realpath(f))
-            res = json.loads(Path(f).read_text()) if stat.S_ISREG(info.st_mode) and info.st_size < 1 << 26 \
-                else None
+        size = checkpoints.regular_size(os.path.realpath(f))  # a pipe would block the read forever
+        try:
+            res = json.loads(Path(f).read_text()) if size is not None and size < 1 << 26 else None
         except (OSError, ValueError, RecursionError):
             res = None
         if not (isinstance(res, dict) and "model" in res and isinstance(res.get("benchmarks"), dict)):

@@ -78,8 +78,8 @@ def static_generate(model, prompt_ids, prompt_mask, config, *, use_graph=None):
     use_graph = device.type == "cuda" if use_graph is None else use_graph
     if use_graph not in (True, False, "emulate"):
         raise ValueError(f"use_graph must be True, False, None or 'emulate', got {use_graph!r}")
-    if unsupported_reason():
-        raise NotImplementedError(unsupported_reason())
+    if reason := unsupported_reason():
+        raise NotImplementedError(reason)
     attn_impl = model.config._attn_implementation
     if attn_impl not in ("sdpa", "eager"):
         raise NotImplementedError(f"static_generate supports sdpa and eager attention, not {attn_impl}")
@@ -166,10 +166,10 @@ def wanted(sampler, device):
         raise ValueError(f"sampler must be auto, hf or static, got {sampler!r}")
     if not (sampler == "static" or (sampler == "auto" and device.type == "cuda")):
         return False
-    if unsupported_reason():
+    if reason := unsupported_reason():
         if not _SAID:
             _SAID.append(True)
-            print(f"static sampler off: {unsupported_reason()}; sampling with generate", flush=True)
+            print(f"static sampler off: {reason}; sampling with generate", flush=True)
         return False
     return True
 

@@ -144,11 +144,13 @@ def prompt_messages(tokenizer, problem):
     The instruction goes in once, where the template wants it: Qwen2.5-Math's template already
     writes it as its default system message, so the bare problem is sent (as Qwen's own
     `qwen25-math-cot` evaluation does); a template that shows a system message gets it as one;
-    any other gets it after the problem in the user message.
-    """
+    any other gets it after the problem in the user message."""
     if not getattr(tokenizer, "chat_template", None):
         return None
-    style = _instruction_style(tokenizer)
+    return _messages(_instruction_style(tokenizer), problem)
+
+
+def _messages(style, problem):  # the messages of one instruction style (see `prompt_messages`)
     if style == "default_system":
         return [{"role": "user", "content": problem}]
     if style == "system":
@@ -167,10 +169,8 @@ def _instruction_style(tokenizer):
             except Exception:  # noqa: BLE001 - jinja2.TemplateError and whatever a template raises
                 return False
             return isinstance(text, str) and text.count(PROMPT_SUFFIX) == 1
-        user = {"role": "user", "content": _PROBE}
-        tries = {"default_system": [user], "system": [{"role": "system", "content": PROMPT_SUFFIX}, user],
-                 "user": [{"role": "user", "content": f"{_PROBE}\n{PROMPT_SUFFIX}"}]}
-        style = next((name for name, messages in tries.items() if once(messages)), None)
+        styles = ("default_system", "system", "user")
+        style = next((name for name in styles if once(_messages(name, _PROBE))), None)
         if style is None:
             raise ModelLoadError("the tokenizer's chat template renders neither a user message nor a system "
                                  "and a user message; give a tokenizer whose template takes them")
@@ -206,8 +206,8 @@ def eos_ids(model, tokenizer):
     ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
-    if end_of_turn_id(tokenizer) is not None:
-        ids.add(end_of_turn_id(tokenizer))
+    if (end_of_turn := end_of_turn_id(tokenizer)) is not None:
+        ids.add(end_of_turn)
     if not ids:
         raise ValueError("the tokenizer and model define no EOS token; set tokenizer.eos_token")
     return sorted(ids)

@@ -74,12 +74,23 @@ def is_model_folder(path):
             and any(os.path.exists(os.path.join(path, w)) for w in WEIGHT_FILES))
 
 
+def regular_size(path):
+    """The size of `path` when it is a regular file (os.lstat: not a link, a pipe or a device, so
+    opening it cannot block or write elsewhere), else None."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
 def is_marked(folder):
     """Does `folder` carry a run mark of this project (a regular file that says so)?"""
     path = os.path.join(folder, MARK_FILE)
+    size = regular_size(path)
+    if size is None or size > 1 << 16:
+        return False
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode) or os.path.getsize(path) > 1 << 16:
-            return False
         with open(path) as f:
             return json.load(f).get("project") == PROJECT
     except (OSError, ValueError, AttributeError):
@@ -160,20 +171,12 @@ def _folder_state(out):
     if not os.path.isdir(out):
         return "new"
     try:
-        names = [n for n in os.listdir(out) if n != LOCK_FILE or not _regular(os.path.join(out, n))]
+        names = [n for n in os.listdir(out) if n != LOCK_FILE or regular_size(os.path.join(out, n)) is None]
     except OSError as e:
         raise RunError(f"--out {out!r} cannot be read ({e.strerror}); give a folder you can read") from None
     if not names:
         return "new"
     return "marked" if is_marked(out) else sorted(names)
-
-
-def _regular(path):
-    """Is `path` a regular file (os.lstat: not a link, a pipe or a device)?"""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 def claim_out(out, *, resume=False, overwrite=False, protected=()):
