@@ -28,9 +28,9 @@ The objective (METHOD.md §1, §3, §4; the paper's §3-4), per completion token
 | log pi_theta(y_t)          | logp             (with grad)              | (N, T)    |
 | log pi_old(y_t)            | old_logp         (constant)               | (N, T)    |
 | log pi_ref(y_t)            | ref_logp         (constant)               | (N, T)    |
-| log pi_theta(k), k in TopK | anchor_logp      (with grad)              | (N, T, K) |
+| log pi_theta(k), k in TopK | topk_logp      (with grad)              | (N, T, K) |
 | pi_ref(k), k in TopK       | ref_topk_logp.exp()  (constant)           | (N, T, K) |
-| [k == y_t]                 | anchor_is_sampled                         | (N, T, K) |
+| [k == y_t]                 | topk_is_sampled                         | (N, T, K) |
 | rho_t, r~_t, r_anchor_t    | ratio, rect_ratio, r_anchor               | (N, T)    |
 | r~_t if A_i < 0 else rho_t | used_ratio (the ratio inside the clip)    | (N, T)    |
 | lam, beta, kl_coef         | lam, beta, kl_coef                        | scalars   |
@@ -148,13 +148,13 @@ def gather_logp(logits, ids, temperature=1.0):
     return _GatherLogp.apply(logits.contiguous(), ids, float(temperature))
 
 
-def topk_logp(logits, k, temperature=1.0):
+def reference_topk(logits, k, temperature=1.0):
     """The K most likely ids and their log-probs: logits (..., V) -> ids, logp (..., K).
 
     Used on the reference model's logits to define the safe manifold; the log-probs are those
     of softmax(logits / temperature) (Decision 3), the ranking does not depend on it.
 
-    >>> ids, logp = topk_logp(torch.tensor([[0.0, 3.0, 1.0]]), 2)
+    >>> ids, logp = reference_topk(torch.tensor([[0.0, 3.0, 1.0]]), 2)
     >>> ids, logp.exp()
     (tensor([[1, 2]]), tensor([[0.8438, 0.1142]]))
     """
@@ -211,31 +211,31 @@ def _masked_mean(x, mask):
     return ((x * mask).sum() / mask.sum().clamp_min(1.0)).item()
 
 
-def anchor_ratio(anchor_logp, ref_topk_logp, anchor_is_sampled):
+def anchor_ratio(topk_logp, ref_topk_logp, topk_is_sampled):
     """r_anchor (N, T) = (1/Z_ref) sum_{k in S} pi_theta(k), with S = TopK minus {y_t}."""
-    in_s = (~anchor_is_sampled).to(anchor_logp.dtype)  # (N, T, K) 1.0 on anchors in S
+    in_s = (~topk_is_sampled).to(topk_logp.dtype)  # (N, T, K) 1.0 on anchors in S
     z_ref = (ref_topk_logp.exp() * in_s).sum(-1).clamp_min(Z_REF_MIN)  # (N, T) const
-    anchor_mass = (anchor_logp.exp() * in_s).sum(-1)  # (N, T) sum_S pi_theta, with grad
+    anchor_mass = (topk_logp.exp() * in_s).sum(-1)  # (N, T) sum_S pi_theta, with grad
     return anchor_mass / z_ref  # (N, T); 0 where S is empty (Decision 4)
 
 
-def policy_loss(logp, old_logp, adv, mask, kind="apo", *, ref_logp=None, anchor_logp=None,
-                ref_topk_logp=None, anchor_is_sampled=None, beta=0.1, lam=1.05,
+def policy_loss(logp, old_logp, adv, mask, kind="apo", *, ref_logp=None, topk_logp=None,
+                ref_topk_logp=None, topk_is_sampled=None, beta=0.1, lam=1.05,
                 kl_coef=1e-3, clip_low=0.2, clip_high=0.2, agg="token_mean",
                 max_len=None, denom=None):
     """The clipped policy-gradient loss of `kind` and a dict of float metrics.
 
-    Shapes as METHOD.md §7: logp, old_logp, ref_logp, mask (N, T); adv (N,); anchor_logp,
-    ref_topk_logp, anchor_is_sampled (N, T, K). Only logp and anchor_logp carry gradients;
+    Shapes as METHOD.md §7: logp, old_logp, ref_logp, mask (N, T); adv (N,); topk_logp,
+    ref_topk_logp, topk_is_sampled (N, T, K). Only logp and topk_logp carry gradients;
     the rest are treated as constants. Inputs a kind does not use are ignored, except that
-    `anchor_logp` always adds the `safe_mass` metric (sum of pi_theta over the reference top-K).
+    `topk_logp` always adds the `safe_mass` metric (sum of pi_theta over the reference top-K).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    needs = {"apo": ("anchor_logp", "ref_topk_logp", "anchor_is_sampled"),
+    needs = {"apo": ("topk_logp", "ref_topk_logp", "topk_is_sampled"),
              "grpo_kl": ("ref_logp",), "kl_on_wrong": ("ref_logp",)}.get(kind, ())
-    given = {"anchor_logp": anchor_logp, "ref_topk_logp": ref_topk_logp,
-             "anchor_is_sampled": anchor_is_sampled, "ref_logp": ref_logp}
+    given = {"topk_logp": topk_logp, "ref_topk_logp": ref_topk_logp,
+             "topk_is_sampled": topk_is_sampled, "ref_logp": ref_logp}
     missing = [name for name in needs if given[name] is None]
     if missing:
         raise ValueError(f"kind={kind!r} needs {', '.join(missing)}; pass them from the reference pass")
@@ -247,15 +247,15 @@ def policy_loss(logp, old_logp, adv, mask, kind="apo", *, ref_logp=None, anchor_
     metrics = {"ratio_mean": _masked_mean(ratio.detach(), maskf)}
 
     if kind == "apo":
-        r_anchor = anchor_ratio(anchor_logp, ref_topk_logp.detach(), anchor_is_sampled)
+        r_anchor = anchor_ratio(topk_logp, ref_topk_logp.detach(), topk_is_sampled)
         rect_ratio = lam * ratio - beta * r_anchor  # (N, T) r~: push y_t down, pull anchors up
         used_ratio = torch.where(neg, rect_ratio, ratio)  # (N, T) positives keep plain rho
         metrics["r_anchor"] = (_masked_mean(r_anchor.detach(), neg_mask)
                                if neg_mask.sum() > 0 else float("nan"))
     else:
         used_ratio = ratio
-    if anchor_logp is not None:  # APO, or any loss given the anchors (train.py --track-safe-mass)
-        metrics["safe_mass"] = _masked_mean(anchor_logp.detach().exp().sum(-1), maskf)  # sum_M pi_theta
+    if topk_logp is not None:  # APO, or any loss given the anchors (train.py --track-safe-mass)
+        metrics["safe_mass"] = _masked_mean(topk_logp.detach().exp().sum(-1), maskf)  # sum_M pi_theta
 
     # PPO clip (METHOD.md §1, Decision 1): the min makes the clip pessimistic.
     unclipped = used_ratio * A  # (N, T)

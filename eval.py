@@ -44,12 +44,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-import checkpoints
-import cli
-import curves
-import data
 import rollout
 import verify
+from plumbing import checkpoints, cli, curves, data
 from toy import tiny_lm
 
 COVERAGE_KS = (1, 4, 8, 16)  # the paper's teacher-forcing table

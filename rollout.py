@@ -36,9 +36,8 @@ import torch
 from transformers import GenerationConfig
 
 import apo
-import data
-import fast_sampler
-from loading import (  # noqa: F401 - rollout's API
+from plumbing import data, fast_sampler
+from plumbing.loading import (  # noqa: F401 - rollout's API
     ModelLoadError,
     load_model_and_tokenizer,
     peak_memory_mb,
@@ -120,11 +119,11 @@ class Reference(NamedTuple):
     """What the frozen reference says about a Rollout's completion tokens (reference_pass)."""
     ref_logp: torch.Tensor   # (N, T) float32 log pi_ref(y_t), no grad
     topk_ids: torch.Tensor   # (N, T, K) long: the reference's K most likely tokens, the safe manifold
-    topk_logp: torch.Tensor  # (N, T, K) float32 log pi_ref at topk_ids, no grad
+    ref_topk_logp: torch.Tensor  # (N, T, K) float32 log pi_ref at topk_ids, no grad
 
     def rows(self, idx, T=None):
         """The same quantities for rows `idx` only (a slice or index tensor), first T columns."""
-        return Reference(self.ref_logp[idx, :T], self.topk_ids[idx, :T], self.topk_logp[idx, :T])
+        return Reference(self.ref_logp[idx, :T], self.topk_ids[idx, :T], self.ref_topk_logp[idx, :T])
 
 
 # -------------------------------------------------------------------------------- prompts
@@ -326,20 +325,20 @@ def _pieces(T):
 
 
 def policy_logps(model, input_ids, attention_mask, completion_ids, *, temperature=1.0,
-                 anchor_ids=None):
+                 topk_ids=None):
     """One forward of a micro-batch, with grad if enabled. Returns
-    logp (n, T) float32 log pi(y_t), anchor_logp (n, T, K) log pi at `anchor_ids` (or None),
+    logp (n, T) float32 log pi(y_t), topk_logp (n, T, K) log pi at `topk_ids` (or None),
     entropy (n, T) float32 exact entropy of pi(.|s_t), detached (computed without grad);
     pi is softmax(logits / temperature), divided in float32 (Decision 3)."""
     T = completion_ids.shape[1]
     logits = completion_logits(model, input_ids, attention_mask, T)  # (n, T, V) model dtype
     ids = completion_ids[..., None]  # (n, T, 1) the sampled token
-    if anchor_ids is not None:  # one logsumexp serves the sampled token and the K anchors
-        ids = torch.cat([ids, anchor_ids], -1)  # (n, T, 1+K)
+    if topk_ids is not None:  # one logsumexp serves the sampled token and the K anchors
+        ids = torch.cat([ids, topk_ids], -1)  # (n, T, 1+K)
     logp = apo.gather_logp(logits, ids, temperature)  # (n, T, 1+K) float32 log pi, lean fwd and bwd
     with torch.no_grad():
         entropy = torch.cat([_entropy(logits[:, s].detach(), temperature) for s in _pieces(T)], 1)  # (n, T)
-    return logp[..., 0], (logp[..., 1:] if anchor_ids is not None else None), entropy
+    return logp[..., 0], (logp[..., 1:] if topk_ids is not None else None), entropy
 
 
 def _entropy(logits, temperature):
@@ -352,14 +351,14 @@ def _entropy(logits, temperature):
 def reference_pass(model, rollout, *, top_k, temperature=1.0, chunk_size=4):
     """Reference quantities for a whole rollout, chunk_size sequences at a time, no grad.
 
-    Returns ref_logp (N, T) log pi_ref(y_t), topk_ids (N, T, K) and topk_logp (N, T, K): the
+    Returns ref_logp (N, T) log pi_ref(y_t), topk_ids (N, T, K) and ref_topk_logp (N, T, K): the
     reference's K most likely next tokens (the safe manifold, METHOD.md §3) and their log-probs,
-    as a `Reference` (a tuple: `ref_logp, topk_ids, topk_logp = reference_pass(...)` works).
+    as a `Reference` (a tuple: `ref_logp, topk_ids, ref_topk_logp = reference_pass(...)` works).
     Run it under the same autocast as the policy, with the same float32 weights, so that at
     step 0 the reference *is* the policy to the last bit (r_anchor exactly 1).
     """
     T = rollout.completion_ids.shape[1]
-    ref_logp, topk_ids, topk_logp = [], [], []
+    ref_logp, topk_ids, ref_topk_logp = [], [], []
     for start in range(0, rollout.input_ids.shape[0], chunk_size):
         rows = slice(start, start + chunk_size)
         logits = completion_logits(model, rollout.input_ids[rows], rollout.attention_mask[rows], T)
@@ -369,8 +368,8 @@ def reference_pass(model, rollout, *, top_k, temperature=1.0, chunk_size=4):
         del logits
         ref_logp.append(logp[..., 0])
         topk_ids.append(ids)
-        topk_logp.append(logp[..., 1:])
-    return Reference(torch.cat(ref_logp), torch.cat(topk_ids), torch.cat(topk_logp))  # (N, T), (N, T, K) x2
+        ref_topk_logp.append(logp[..., 1:])
+    return Reference(torch.cat(ref_logp), torch.cat(topk_ids), torch.cat(ref_topk_logp))  # (N,T), (N,T,K) x2
 
 
 def _main():

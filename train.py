@@ -45,13 +45,9 @@ import torch
 from tqdm import tqdm
 
 import apo
-import checkpoints
-import cli
-import curves
-import data
-import memory
 import rollout
 import verify
+from plumbing import checkpoints, cli, curves, data, memory
 from toy import tiny_lm
 
 SEED_STRIDE = 100_003  # a prime: epoch e of seed s shuffles with s * SEED_STRIDE + e, distinct for all s, e
@@ -180,14 +176,14 @@ def micro_batch_loss(model, mb, adv, ref, cfg, denom, autocast):
     """The loss of one micro-batch (a Rollout of n rows) and its metrics; `ref` may be None."""
     y, mask = mb.completion_ids, mb.completion_mask  # (n, T) each
     refs = ref._asdict() if ref is not None else {}  # ref_logp (n, T), topk_ids, topk_logp (n, T, K)
-    anchor_ids = refs.get("topk_ids")  # (n, T, K) or None
+    topk_ids = refs.get("topk_ids")  # (n, T, K) or None
     with autocast():
-        logp, anchor_logp, entropy = rollout.policy_logps(  # (n, T), (n, T, K) or None, (n, T)
-            model, mb.input_ids, mb.attention_mask, y, temperature=cfg.temperature, anchor_ids=anchor_ids)
+        logp, topk_logp, entropy = rollout.policy_logps(  # (n, T), (n, T, K) or None, (n, T)
+            model, mb.input_ids, mb.attention_mask, y, temperature=cfg.temperature, topk_ids=topk_ids)
     loss, m = apo.policy_loss(
         logp, logp.detach(), adv, mask, kind=cfg.loss,  # departure 1: pi_old = pi_theta
-        ref_logp=refs.get("ref_logp"), anchor_logp=anchor_logp, ref_topk_logp=refs.get("topk_logp"),
-        anchor_is_sampled=(anchor_ids == y[..., None]) if anchor_ids is not None else None,  # (n, T, K)
+        ref_logp=refs.get("ref_logp"), topk_logp=topk_logp, ref_topk_logp=refs.get("ref_topk_logp"),
+        topk_is_sampled=(topk_ids == y[..., None]) if topk_ids is not None else None,  # (n, T, K)
         beta=cfg.beta, lam=cfg.lam, kl_coef=cfg.kl_coef, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
         agg=cfg.agg, max_len=cfg.max_new_tokens, denom=denom)
     m["entropy"] = ((entropy * mask).sum() / mask.sum().clamp_min(1)).item()  # exact H, mean over tokens

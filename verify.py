@@ -9,7 +9,7 @@ is also the evaluation grader); nothing in it knows about models or tensors.
     reward(completion, gold)   is_equivalent(extract_answer(completion), gold) as 1.0 or 0.0
 
 Run it:  python verify.py "So the total is \\boxed{\\dfrac{1}{2}}." "0.5"
-         python dev/grader_compare.py   (accuracy against plain math_verify on public graders' tests)
+         python multi_gpu_and_dev/grader_compare.py  (against plain math_verify)
 
 Every public function returns a value on any input (None, bytes, 10 MB of garbage); a comparison
 spends at most `TIME_LIMIT_S` of CPU time, from the main thread, another thread or a worker process.
@@ -24,7 +24,7 @@ asks to "enter all the solutions, separated by commas"): "3, 2" equals "2, 3", w
 ordered pair and [0, 1) an interval. Boxes with other words between them ("\\boxed{3}, then
 \\boxed{5}") are a correction: the last counts. A hedge, "\\boxed{3} or \\boxed{4}", is the set {3, 4}.
 
-Departures from plain math_verify, each kept because it grades better (dev/grader_compare.py)
+Departures from plain math_verify, each kept because it grades better (multi_gpu_and_dev/grader_compare.py)
 1. The final statement, not every box: math_verify merges all the boxes of a text into one set, so
    a corrected "\\boxed{3}. Wait, no: \\boxed{4}" is {3, 4} there and 4 here.
 2. math_verify sees only the extracted answer, in \\boxed{}, so the logged answer is the graded one.

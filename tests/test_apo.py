@@ -28,14 +28,14 @@ def make_batch(seed=0, dtype=torch.float64, adv=None):
 
 
 def inputs_from(logits, old_logits, ref_logits, y):
-    ids, ref_topk_logp = apo.topk_logp(ref_logits, K)  # (N, T, K)
+    ids, ref_topk_logp = apo.reference_topk(ref_logits, K)  # (N, T, K)
     return dict(
         logp=apo.gather_logp(logits, y[..., None]).squeeze(-1).double(),
         old_logp=apo.gather_logp(old_logits, y[..., None]).squeeze(-1).double(),
         ref_logp=apo.gather_logp(ref_logits, y[..., None]).squeeze(-1).double(),
-        anchor_logp=apo.gather_logp(logits, ids).double(),
+        topk_logp=apo.gather_logp(logits, ids).double(),
         ref_topk_logp=ref_topk_logp.double(),
-        anchor_is_sampled=ids == y[..., None],
+        topk_is_sampled=ids == y[..., None],
     )
 
 
@@ -91,15 +91,15 @@ def test_gradcheck_float64(kind):
     _, old, ref, y, mask, adv = make_batch(seed=1)
     ins = inputs_from(old, old, ref, y)
 
-    def f(logp, anchor_logp):
+    def f(logp, topk_logp):
         return apo.policy_loss(logp, ins["old_logp"] + 0.05, adv, mask, kind=kind,
-                               ref_logp=ins["ref_logp"], anchor_logp=anchor_logp,
+                               ref_logp=ins["ref_logp"], topk_logp=topk_logp,
                                ref_topk_logp=ins["ref_topk_logp"],
-                               anchor_is_sampled=ins["anchor_is_sampled"], kl_coef=0.1)[0]
+                               topk_is_sampled=ins["topk_is_sampled"], kl_coef=0.1)[0]
 
     logp = ins["logp"].clone().requires_grad_(True)
-    anchor_logp = ins["anchor_logp"].clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(f, (logp, anchor_logp))
+    topk_logp = ins["topk_logp"].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(f, (logp, topk_logp))
 
 
 def test_positive_advantage_tokens_are_plain_grpo_under_apo():
@@ -134,15 +134,15 @@ def test_pull_gradient_is_minus_beta_over_zref_times_anchor_mass_gradient():
 
 
 def test_sampled_token_is_never_pulled():
-    """The pull term's gradient w.r.t. anchor_logp is zero exactly where the anchor is y_t."""
+    """The pull term's gradient w.r.t. topk_logp is zero exactly where the anchor is y_t."""
     logits, old, ref, y, mask, adv = make_batch(seed=4)
     ins = inputs_from(logits.detach(), old, ref, y)
-    anchor_logp = ins.pop("anchor_logp").clone().requires_grad_(True)
-    loss, _ = apo.policy_loss(**ins, anchor_logp=anchor_logp, adv=adv, mask=mask, kind="apo")
-    grad, = torch.autograd.grad(loss, anchor_logp)
-    assert ins["anchor_is_sampled"][mask.bool()].any()  # the case is exercised
-    assert (grad[ins["anchor_is_sampled"]] == 0).all()
-    neg_valid = (adv < 0)[:, None, None] & mask.bool()[..., None] & ~ins["anchor_is_sampled"]
+    topk_logp = ins.pop("topk_logp").clone().requires_grad_(True)
+    loss, _ = apo.policy_loss(**ins, topk_logp=topk_logp, adv=adv, mask=mask, kind="apo")
+    grad, = torch.autograd.grad(loss, topk_logp)
+    assert ins["topk_is_sampled"][mask.bool()].any()  # the case is exercised
+    assert (grad[ins["topk_is_sampled"]] == 0).all()
+    neg_valid = (adv < 0)[:, None, None] & mask.bool()[..., None] & ~ins["topk_is_sampled"]
     assert (grad[neg_valid] != 0).all()  # and every other anchor of a wrong token is pulled
 
 
@@ -152,12 +152,12 @@ def test_empty_anchor_set_gives_no_pull():
     logits = torch.randn(2, 3, V, dtype=torch.float64, requires_grad=True)
     ref = torch.randn(2, 3, V, dtype=torch.float64)
     y = ref.argmax(-1)
-    ids, ref_topk_logp = apo.topk_logp(ref, 1)
+    ids, ref_topk_logp = apo.reference_topk(ref, 1)
     logp = apo.gather_logp(logits, y[..., None]).squeeze(-1)
     common = dict(old_logp=logp.detach(), adv=torch.tensor([-1.0, -0.5], dtype=torch.float64),
                   mask=torch.ones(2, 3), clip_low=10.0, clip_high=10.0)
-    apo_loss, m = apo.policy_loss(logp, kind="apo", anchor_logp=apo.gather_logp(logits, ids),
-                                  ref_topk_logp=ref_topk_logp, anchor_is_sampled=ids == y[..., None],
+    apo_loss, m = apo.policy_loss(logp, kind="apo", topk_logp=apo.gather_logp(logits, ids),
+                                  ref_topk_logp=ref_topk_logp, topk_is_sampled=ids == y[..., None],
                                   **common)
     grpo_loss, _ = apo.policy_loss(logp, kind="grpo", **common)
     assert torch.allclose(apo_loss, 1.05 * grpo_loss)
@@ -204,7 +204,7 @@ def test_lean_logp_equals_log_softmax():
     ids = torch.randint(50, (3, 4, 6))
     expect = torch.log_softmax(logits.float(), -1).gather(-1, ids)
     assert torch.allclose(apo.gather_logp(logits, ids), expect, atol=1e-5)
-    top_ids, top_logp = apo.topk_logp(logits, 6)
+    top_ids, top_logp = apo.reference_topk(logits, 6)
     assert torch.equal(top_ids, logits.float().topk(6, -1).indices)
     assert torch.allclose(top_logp, torch.log_softmax(logits.float(), -1).topk(6, -1).values, atol=1e-5)
 
@@ -215,7 +215,7 @@ def test_metrics_are_plain_floats_and_defined():
     _, m = apo.policy_loss(**ins, adv=adv, mask=mask, kind="apo")
     assert {"clip_frac", "ratio_mean", "r_anchor", "safe_mass", "tokens"} <= m.keys()
     assert all(type(v) is float for v in m.values())
-    safe = (ins["anchor_logp"].exp().sum(-1) * mask).sum() / mask.sum()
+    safe = (ins["topk_logp"].exp().sum(-1) * mask).sum() / mask.sum()
     assert m["safe_mass"] == pytest.approx(safe.item())
     _, m = apo.policy_loss(**ins, adv=adv, mask=mask, kind="grpo_kl")
     assert m["kl"] > 0
@@ -226,7 +226,7 @@ def test_bad_arguments_raise_clear_errors():
     ins = inputs_from(logits, old, ref, y)
     with pytest.raises(ValueError, match="kind must be one of"):
         apo.policy_loss(ins["logp"], ins["old_logp"], adv, mask, kind="ppo")
-    with pytest.raises(ValueError, match="needs anchor_logp"):
+    with pytest.raises(ValueError, match="needs topk_logp"):
         apo.policy_loss(ins["logp"], ins["old_logp"], adv, mask, kind="apo")
     with pytest.raises(ValueError, match="agg must be one of"):
         apo.policy_loss(ins["logp"], ins["old_logp"], adv, mask, kind="grpo", agg="sum")

@@ -1,9 +1,9 @@
-"""dev/bench.py runs end to end and writes the documented JSON (a smoke test: timings are not
+"""multi_gpu_and_dev/bench.py runs end to end and writes the documented JSON (a smoke test: timings are not
 asserted here; speed and memory targets are read off its own output)."""
 
 import json
 
-from dev import bench
+from multi_gpu_and_dev import bench
 
 
 def test_bench_writes_the_documented_json(tmp_path):

@@ -14,8 +14,8 @@ import os
 import pytest
 import torch
 
-import checkpoints
 import rollout
+from plumbing import checkpoints
 
 CONFIG = {"loss": "apo", "lr": 1e-3, "seed": 0, "steps": 3, "resume": False}
 

@@ -1,6 +1,6 @@
 """Every branch that only runs on CUDA, run on CPU with the device-specific part forced or faked.
 
-What each test stands in for (the rest is only checkable on a GPU, dev/gpu_check.sh):
+What each test stands in for (the rest is only checkable on a GPU, multi_gpu_and_dev/gpu_check.sh):
 - the CUDA-graph sampler's call sequence: tests/test_fast_sampler.py (use_graph="emulate"), and here
   rollout.sample's static branch through that emulation, against `generate`;
 - train.py's device plan on CUDA (bf16 autocast over float32 weights, gradient checkpointing), run
@@ -18,12 +18,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import checkpoints
-import fast_sampler
-import memory
 import rollout
 import train
 import verify
+from plumbing import checkpoints, fast_sampler, memory
 from toy.random_qwen2 import TOY_PROBLEMS
 
 CUDA = torch.device("cuda")  # a device object needs no GPU; nothing is allocated on it here

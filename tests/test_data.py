@@ -8,8 +8,8 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-import data
 import rollout
+from plumbing import data
 
 GOOD = {"problem": "What is 2 + 3?", "answer": "5"}
 

@@ -4,8 +4,8 @@ CUDA path's exact call sequence: on a GPU (use_graph=True) and on CPU (use_graph
 import pytest
 import torch
 
-import fast_sampler
 import rollout
+from plumbing import fast_sampler
 from toy.random_qwen2 import TOY_PROBLEMS
 
 CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import apo
-import fast_sampler
 import rollout
 import train
+from plumbing import fast_sampler
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -1,10 +1,15 @@
-"""The import layers of STYLE 12, read from the source with `ast` (imports inside functions count).
+"""The import layers, read from the source with `ast` (imports inside functions count).
 
-From the bottom: the objective (apo) and the grader (verify) import nothing of the project; the
-core imports only the core; the entry points (train, eval) import the core and, for
-`--model tiny`, the tiny-LM builder; toy/, integrations/, examples/ and dev/ import what they
-need but never tests/. No import cycles. `sys.path` is patched only by scripts that are run as
-`python toy/x.py` (or examples/, dev/), and only to put the repository root on it.
+The top level holds the five concept files a course reads; engineering lives in `plumbing/`, the
+TRL integration and the developer scripts in `multi_gpu_and_dev/`. From the bottom:
+- the objective (apo) imports nothing of the project; the grader (verify) only its time limit;
+- a concept file imports only plumbing and the concept files below it: apo, verify < rollout <
+  train, eval; the entry points also import the tiny-LM builder in toy/ for `--model tiny`;
+- plumbing imports plumbing, the objective and the grader, and the arithmetic task of toy/
+  (`--dataset arith`); only the memory estimate, which measures rollout's forward pass, imports rollout;
+- toy/, exercises/ and multi_gpu_and_dev/ import what they need; nothing but tests/ imports tests/,
+  nothing imports train.py. No import cycles. `sys.path` is patched only by scripts that are run as
+  `python toy/x.py` (or multi_gpu_and_dev/x.py, exercises/), and only to put the repository root on it.
 """
 
 import ast
@@ -13,13 +18,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LEAVES = {"apo", "verify"}  # import nothing of the project
-CORE = LEAVES | {"cli", "tasks", "data", "loading", "rollout", "fast_sampler", "runfolder", "checkpoints",
-                 "memory", "curves"}
-ENTRY_POINTS = {"train", "eval"}
+CONCEPT_RANK = {"apo": 0, "verify": 0, "rollout": 1, "train": 2, "eval": 2}  # may import lower ranks only
+TOP_LEVEL_ALLOWED = set(CONCEPT_RANK)  # the only .py files at the top level
+GRADER_PLUMBING = {"plumbing.time_limit", "plumbing"}  # what verify may import
+PLUMBING_ALSO = {"apo", "verify", "toy.tasks", "toy"}  # below plumbing, or data plumbing serves
+MEASURES_ROLLOUT = {"plumbing.memory"}  # the memory estimate runs rollout's forward pass
 TINY_LM_BUILDER = {"toy.tiny_lm", "toy.random_qwen2", "toy"}  # what --model tiny needs
-SCRIPT_DIRS = ("toy", "examples", "dev")  # scripts run as `python DIR/x.py` may patch sys.path
-MAX_LINES = 400  # STYLE 1: files a student reads top to bottom
+SCRIPT_DIRS = ("toy", "multi_gpu_and_dev", "exercises")  # scripts run as `python DIR/x.py` may patch sys.path
+MAX_LINES = 400  # a file a student reads top to bottom stays short
 
 
 def project_files():
@@ -57,19 +63,37 @@ def imports_of(path, modules, self_name=None):
 GRAPH = {name: imports_of(path, project_modules(), name) for name, path in project_modules().items()}
 
 
-@pytest.mark.parametrize("module", sorted(LEAVES))
-def test_objective_and_grader_import_nothing_of_the_project(module):
-    assert GRAPH[module] == set(), f"{module} imports {GRAPH[module]}"
+def plumbing_modules():
+    return sorted(m for m in GRAPH if m.startswith("plumbing."))
 
 
-@pytest.mark.parametrize("module", sorted(CORE - LEAVES))
-def test_core_imports_only_the_core(module):
-    assert GRAPH[module] <= CORE, f"{module} imports {GRAPH[module] - CORE}"
+def test_the_top_level_holds_only_the_concept_files():
+    top = {p.stem for p in ROOT.glob("*.py")}
+    assert top == TOP_LEVEL_ALLOWED, f"top-level .py files: {sorted(top)}"
 
 
-@pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
-def test_entry_points_import_the_core_and_the_tiny_lm_builder(module):
-    allowed = CORE | TINY_LM_BUILDER
+def test_the_objective_imports_nothing_of_the_project():
+    assert GRAPH["apo"] == set(), f"apo imports {GRAPH['apo']}"
+
+
+def test_the_grader_imports_only_its_time_limit():
+    assert GRAPH["verify"] <= GRADER_PLUMBING, f"verify imports {GRAPH['verify'] - GRADER_PLUMBING}"
+
+
+@pytest.mark.parametrize("module", sorted(CONCEPT_RANK))
+def test_concept_files_import_plumbing_and_lower_concept_files_only(module):
+    lower = {m for m, rank in CONCEPT_RANK.items() if rank < CONCEPT_RANK[module]}
+    allowed = lower | {"plumbing"} | set(plumbing_modules())
+    if module in ("train", "eval"):
+        allowed |= TINY_LM_BUILDER
+    assert GRAPH[module] <= allowed, f"{module} imports {GRAPH[module] - allowed}"
+
+
+@pytest.mark.parametrize("module", plumbing_modules())
+def test_plumbing_imports_plumbing_and_what_lies_below(module):
+    allowed = {"plumbing"} | set(plumbing_modules()) | PLUMBING_ALSO
+    if module in MEASURES_ROLLOUT:
+        allowed |= {"rollout"}
     assert GRAPH[module] <= allowed, f"{module} imports {GRAPH[module] - allowed}"
 
 
@@ -77,7 +101,7 @@ def test_nothing_outside_tests_imports_tests_or_train():
     for name, deps in GRAPH.items():
         if not name.startswith("tests"):
             assert not any(d == "tests" or d.startswith("tests.") for d in deps), f"{name} imports tests/"
-            assert "train" not in deps, f"{name} imports train.py (STYLE 1: nothing imports train)"
+            assert "train" not in deps, f"{name} imports train.py (nothing imports the training loop)"
 
 
 def test_no_import_cycles():
@@ -107,7 +131,7 @@ def _patches_sys_path(path):
     return False
 
 
-def test_sys_path_is_patched_only_by_scripts_in_toy_examples_dev():
+def test_sys_path_is_patched_only_by_scripts():
     for path in project_files():
         rel = path.relative_to(ROOT)
         if _patches_sys_path(path):

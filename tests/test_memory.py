@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-import memory
 import rollout
 import train
+from plumbing import memory
 from toy.random_qwen2 import build_random_qwen2
 
 

@@ -18,9 +18,8 @@ import torch
 from run_helpers import args, exits_2, steps_logged
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-import checkpoints
-import curves
 import train
+from plumbing import checkpoints, curves
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -242,7 +241,7 @@ def test_curves_read_a_running_run_and_overlay_several(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def trl_example():
     pytest.importorskip("trl", reason="TRL is not installed: pip install -r requirements-trl.txt")
-    path = os.path.join(ROOT, "examples", "trl_apo_cpu.py")
+    path = os.path.join(ROOT, "multi_gpu_and_dev", "trl_apo_cpu.py")
     spec = importlib.util.spec_from_file_location("trl_apo_cpu", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -5,8 +5,8 @@ import torch
 from transformers import GenerationConfig
 
 import apo
-import fast_sampler
 import rollout
+from plumbing import fast_sampler
 from toy.random_qwen2 import TOY_PROBLEMS
 
 PROBLEMS = [TOY_PROBLEMS[0]["problem"], TOY_PROBLEMS[5]["problem"] + " Think hard about it."]
@@ -65,23 +65,23 @@ def test_policy_logps_equal_naive_log_softmax(model_tok, roll, monkeypatch):
     monkeypatch.setattr(rollout, "ENTROPY_TOKENS", 5)  # force several pieces
     monkeypatch.setattr(apo, "LEAN_PIECE_ELEMENTS", 1000)
     ids = torch.randint(0, 50, roll.completion_ids.shape + (4,))
-    logp, anchor_logp, entropy = rollout.policy_logps(
-        model, roll.input_ids, roll.attention_mask, roll.completion_ids, temperature=0.9, anchor_ids=ids)
+    logp, topk_logp, entropy = rollout.policy_logps(
+        model, roll.input_ids, roll.attention_mask, roll.completion_ids, temperature=0.9, topk_ids=ids)
     full = naive_logp(model, roll, 0.9)
     assert torch.allclose(logp, full.gather(-1, roll.completion_ids[..., None]).squeeze(-1), atol=1e-5)
-    assert torch.allclose(anchor_logp, full.gather(-1, ids), atol=1e-5)
+    assert torch.allclose(topk_logp, full.gather(-1, ids), atol=1e-5)
     assert torch.allclose(entropy, -(full.exp() * full).sum(-1), atol=1e-4)
 
 
 def test_reference_pass_equals_naive_topk(model_tok, roll, monkeypatch):
     model, _ = model_tok
     monkeypatch.setattr(apo, "LEAN_PIECE_ELEMENTS", 1000)
-    ref_logp, topk_ids, topk_logp = rollout.reference_pass(model, roll, top_k=8, temperature=0.9,
+    ref_logp, topk_ids, ref_topk_logp = rollout.reference_pass(model, roll, top_k=8, temperature=0.9,
                                                            chunk_size=4)
     full = naive_logp(model, roll, 0.9)
     assert torch.allclose(ref_logp, full.gather(-1, roll.completion_ids[..., None]).squeeze(-1), atol=1e-5)
     top = full.topk(8, -1)
-    assert torch.allclose(topk_logp, top.values, atol=1e-5)
+    assert torch.allclose(ref_topk_logp, top.values, atol=1e-5)
     assert torch.equal(topk_ids, top.indices)
 
 
@@ -231,12 +231,12 @@ def test_bf16_reference_at_step_0_is_the_policy_bit_for_bit(model_tok, roll):
     model, _ = model_tok
     with _cpu_bf16():
         ref = rollout.reference_pass(model, roll, top_k=4, temperature=0.7, chunk_size=3)
-        logp, anchor_logp, _ = rollout.policy_logps(
+        logp, topk_logp, _ = rollout.policy_logps(
             model, roll.input_ids, roll.attention_mask, roll.completion_ids, temperature=0.7,
-            anchor_ids=ref.topk_ids)
-    assert torch.equal(logp, ref.ref_logp) and torch.equal(anchor_logp, ref.topk_logp)
+            topk_ids=ref.topk_ids)
+    assert torch.equal(logp, ref.ref_logp) and torch.equal(topk_logp, ref.ref_topk_logp)
     in_s = ref.topk_ids != roll.completion_ids[..., None]
-    r_anchor = apo.anchor_ratio(anchor_logp, ref.topk_logp, ~in_s)
+    r_anchor = apo.anchor_ratio(topk_logp, ref.ref_topk_logp, ~in_s)
     m = roll.completion_mask.bool() & in_s.any(-1)
     assert torch.equal(r_anchor[m], torch.ones_like(r_anchor[m]))
 

@@ -12,9 +12,8 @@ import threading
 import pytest
 from run_helpers import args, exits_2, snapshot, steps_logged
 
-import checkpoints
-import runfolder
 import train
+from plumbing import checkpoints, runfolder
 
 
 @pytest.fixture(scope="module")

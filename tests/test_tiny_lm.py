@@ -6,10 +6,9 @@ import random
 
 import pytest
 
-import tasks
 import train
 import verify
-from toy import lm_demo, tiny_lm
+from toy import lm_demo, tasks, tiny_lm
 
 
 def test_every_worked_solution_is_correct_by_verify():

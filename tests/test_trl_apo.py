@@ -1,4 +1,4 @@
-"""APOTrainer (integrations/trl_apo.py): APO inside TRL's GRPOTrainer, on CPU with the tiny Qwen2 model.
+"""APOTrainer (multi_gpu_and_dev/trl_apo.py): APO inside TRL's GRPOTrainer, on CPU with the tiny Qwen2 model.
 
 Each test checks one property against an independent reference: a plain full-vocabulary log_softmax of a
 freshly loaded model, and `apo.policy_loss` called directly. Skipped when TRL is not installed.
@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 import apo  # noqa: E402
 import rollout  # noqa: E402
-from integrations.trl_apo import APOConfig, APOTrainer, prompt_column  # noqa: E402
+from multi_gpu_and_dev.trl_apo import APOConfig, APOTrainer, prompt_column  # noqa: E402
 from toy.random_qwen2 import TOY_PROBLEMS  # noqa: E402
 
 G = 4  # completions per prompt
@@ -134,7 +134,7 @@ def test_generation_step_stores_the_reference_top_k(trained_apo, random_model_di
         lp = naive_logp(AutoModelForCausalLM.from_pretrained(random_model_dir), out)  # (n, T, V) initial
     topk_logp, topk_ids = lp.topk(K, -1)  # (n, T, K)
     m = out["completion_mask"].bool()  # (n, T)
-    assert torch.equal(out["ref_topk_ids"][m], topk_ids[m])
+    assert torch.equal(out["topk_ids"][m], topk_ids[m])
     assert torch.allclose(out["ref_topk_logp"][m], topk_logp[m], atol=1e-5)
     ref_logp = lp.gather(-1, out["completion_ids"][..., None]).squeeze(-1)  # (n, T)
     assert torch.allclose(out["ref_logp"][m], ref_logp[m], atol=1e-5)
@@ -180,11 +180,11 @@ def test_loss_and_gradient_equal_apo_policy_loss(random_model_dir, tmp_path, kin
     y, mask = batch["completion_ids"], batch["completion_mask"]  # (n, T) each
     with torch.no_grad():
         ref_lp = naive_logp(reference, batch)  # (n, T, V)
-    ref_topk_logp, ref_topk_ids = ref_lp.topk(K, -1)  # (n, T, K)
+    ref_topk_logp, topk_ids = ref_lp.topk(K, -1)  # (n, T, K)
     ref_logp = ref_lp.gather(-1, y[..., None]).squeeze(-1)  # (n, T)
     micro_batches = trainer.args.steps_per_generation  # TRL counts the tokens of the whole generation batch
     inputs = batch | {"advantages": ADV, "num_items_in_batch": micro_batches * mask.sum(),
-                      "ref_logp": ref_logp, "ref_topk_ids": ref_topk_ids, "ref_topk_logp": ref_topk_logp}
+                      "ref_logp": ref_logp, "topk_ids": topk_ids, "ref_topk_logp": ref_topk_logp}
     if with_old:
         inputs |= {"old_per_token_logps": ref_logp, "importance_sampling_ratio": IS_WEIGHT}
 
@@ -198,8 +198,8 @@ def test_loss_and_gradient_equal_apo_policy_loss(random_model_dir, tmp_path, kin
     expected, metrics = apo.policy_loss(
         logp, ref_logp if with_old else logp.detach(), ADV * IS_WEIGHT[:, 0] if with_old else ADV, mask, kind,
         ref_logp=ref_logp,
-        anchor_logp=lp.gather(-1, ref_topk_ids), ref_topk_logp=ref_topk_logp,
-        anchor_is_sampled=ref_topk_ids == y[..., None], beta=0.1, lam=1.05, kl_coef=KL_COEF, clip_low=0.2,
+        topk_logp=lp.gather(-1, topk_ids), ref_topk_logp=ref_topk_logp,
+        topk_is_sampled=topk_ids == y[..., None], beta=0.1, lam=1.05, kl_coef=KL_COEF, clip_low=0.2,
         clip_high=0.28, agg=agg, max_len=T_MAX)
     (expected / ga).backward()
     assert torch.allclose(loss, expected / ga, rtol=1e-5, atol=1e-7)
@@ -207,7 +207,7 @@ def test_loss_and_gradient_equal_apo_policy_loss(random_model_dir, tmp_path, kin
         assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-6)
     assert trainer._metrics["train"]["clip_frac"][-1] == pytest.approx(metrics["clip_frac"])
     assert metrics["clip_frac"] > 0 or not with_old  # with pi_old != pi_theta the clip is really at work
-    assert (ref_topk_ids == y[..., None]).any(-1)[mask.bool()].float().mean() > 0.2  # anchors exclude y_t
+    assert (topk_ids == y[..., None]).any(-1)[mask.bool()].float().mean() > 0.2  # anchors exclude y_t
     if kind == "apo":
         assert trainer._metrics["train"]["r_anchor"][-1] == pytest.approx(metrics["r_anchor"], rel=1e-5)
         assert trainer._metrics["train"]["safe_mass"][-1] == pytest.approx(metrics["safe_mass"], rel=1e-5)

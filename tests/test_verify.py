@@ -3,8 +3,8 @@
 Run:  python -m pytest -q tests/test_verify.py verify.py      (CPU only, ~20 s on 2 cores)
 
 The tables are hand-checked cases; PORTED_CASES are other math graders' public test cases, tagged
-with the suite (dev/grader_compare.py runs all of them, tests/data/grader_cases.jsonl, against plain
-math_verify): math-verify = huggingface/Math-Verify tests/, qwen2.5-math = QwenLM/Qwen2.5-Math
+with the suite (multi_gpu_and_dev/grader_compare.py runs all of them, tests/data/grader_cases.jsonl,
+against plain math_verify): math-verify = huggingface/Math-Verify tests/, qwen2.5-math = QwenLM/Qwen2.5-Math
 evaluation/grader.py, hendrycks-math = hendrycks/math modeling/math_equivalence_test.py, mario-eval =
 MARIO-Math-Reasoning/MARIO_EVAL math_evaluation/tests/test_is_equiv.py, simple-evals = openai/simple-evals
 common.py, lm-eval-minerva = EleutherAI/lm-evaluation-harness lm_eval/tasks/minerva_math/utils.py,

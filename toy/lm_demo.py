@@ -36,8 +36,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # `python toy/lm_demo.py`: the repository root is not on the path
     sys.path.insert(0, ROOT)
-import tasks  # noqa: E402
-from toy import tiny_lm  # noqa: E402
+from toy import tasks, tiny_lm  # noqa: E402
 
 METHODS = ("grpo", "grpo_kl", "apo")
 KS = (1, 2, 4, 8, 16, 32, 64)

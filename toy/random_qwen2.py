@@ -4,7 +4,7 @@
 
 Nobody can download weights on the project's CI, so every small model is grown here:
 - the **random Qwen2** (`build_random_qwen2`): untrained, a few thousand parameters, a chat
-  template; the tests, dev/bench.py (at any shape, up to Qwen2.5-Math-1.5B's) and the TRL
+  template; the tests, multi_gpu_and_dev/bench.py (at any shape, up to Qwen2.5-Math-1.5B's) and the TRL
   example run end to end on it. It knows nothing: its rewards are 0 and its text is noise.
 - the **tiny math LM** (toy/tiny_lm.py, `--model tiny`): the same builder's model, then
   pre-trained on the `arith` task, so that RL has something to sharpen and to forget.

@@ -58,8 +58,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # `python toy/tiny_lm.py`: the repository root is not on the path
     sys.path.insert(0, ROOT)
 import rollout  # noqa: E402
-import tasks  # noqa: E402
 import verify  # noqa: E402
+from toy import tasks  # noqa: E402
 from toy.random_qwen2 import qwen2_model, train_tokenizer  # noqa: E402
 
 TINY_MODEL = "tiny"  # --model tiny in train.py and eval.py

@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 import apo  # noqa: E402  (the repository root is not a package)
-import cli  # noqa: E402
+from plumbing import cli  # noqa: E402
 
 # One colour per method in every panel of every figure of the repository (base is dashed).
 METHOD_COLORS = {"base": "0.45", "grpo": "C0", "grpo_kl": "C1", "kl_on_wrong": "C2", "apo": "C3"}
@@ -191,12 +191,12 @@ def train(tree, ref_logits, correct, method, knob, cfg, seed):
         ref = ref_logits[prompt_of[:, None], nodes]  # (N, D, b) reference logits
         logp = apo.gather_logp(pol, y[..., None]).squeeze(-1)  # (N, D) log pi_theta(y_t)
         ref_logp = apo.gather_logp(ref, y[..., None]).squeeze(-1)  # (N, D) log pi_ref(y_t)
-        topk_ids, ref_topk_logp = apo.topk_logp(ref, cfg.top_k)  # (N, D, K) each
-        anchor_logp = apo.gather_logp(pol, topk_ids)  # (N, D, K) log pi_theta at anchors
+        topk_ids, ref_topk_logp = apo.reference_topk(ref, cfg.top_k)  # (N, D, K) each
+        topk_logp = apo.gather_logp(pol, topk_ids)  # (N, D, K) log pi_theta at anchors
         loss, m = apo.policy_loss(
             logp, logp.detach(), adv, mask, kind=method, ref_logp=ref_logp,
-            anchor_logp=anchor_logp, ref_topk_logp=ref_topk_logp,
-            anchor_is_sampled=topk_ids == y[..., None], lam=cfg.lam, clip_low=CLIP_LOW,
+            topk_logp=topk_logp, ref_topk_logp=ref_topk_logp,
+            topk_is_sampled=topk_ids == y[..., None], lam=cfg.lam, clip_low=CLIP_LOW,
             beta=knob, kl_coef=knob)  # each kind reads only its own knob
         opt.zero_grad()
         loss.backward()

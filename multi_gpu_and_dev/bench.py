@@ -1,7 +1,7 @@
 """Speed and memory of one training step: ours (GRPO and APO) against TRL's GRPOTrainer.
 
-    python dev/bench.py                                   # a small random Qwen2 on CPU, ~2 minutes
-    python dev/bench.py --shape qwen2.5-1.5b --json bench_gpu.json    # on a GPU (no download)
+    python multi_gpu_and_dev/bench.py                       # a small random Qwen2 on CPU, ~2 minutes
+    python multi_gpu_and_dev/bench.py --shape qwen2.5-1.5b --json bench_gpu.json  # on a GPU (no download)
 
 What it measures, each in a fresh process so that peaks do not leak between runs:
 - ours: `train.py` itself, for --loss grpo and --loss apo on the same random-weight model,
@@ -38,7 +38,7 @@ import time
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository root
-if ROOT not in sys.path:  # `python dev/bench.py`: the repository root is not on the path
+if ROOT not in sys.path:  # `python multi_gpu_and_dev/bench.py`: the repository root is not on the path
     sys.path.insert(0, ROOT)
 QWEN_VOCAB = 151_936  # Qwen2.5's embedding rows
 SHAPES = {  # toy.random_qwen2.qwen2_model arguments; qwen2.5-1.5b copies Qwen2.5-Math-1.5B's config.json
@@ -185,8 +185,8 @@ def logprob_worker(mode, rows, tokens, hidden):
 
 def sampler_worker(model_dir, batch, tokens):
     """Decode tokens/s of plain `generate` and of fast_sampler's static-cache sampler; prints JSON."""
-    import fast_sampler
     import rollout
+    from plumbing import fast_sampler
     cuda = torch.cuda.is_available()
     model, tok = rollout.load_model_and_tokenizer(model_dir, dtype="bfloat16" if cuda else "float32")
     prompt = rollout.format_prompt(tok, "What is 12 + 30?")

@@ -4,8 +4,9 @@ Our train.py runs on one device. TRL's `GRPOTrainer` brings Accelerate (DDP), De
 vLLM rollouts; `APOTrainer` below keeps all of that and swaps in this project's objective (METHOD.md §3-4),
 for every kind (`apo`, `grpo`, `grpo_kl`, `kl_on_wrong`), so the baselines run in the same trainer.
 
-Run it:   python examples/trl_apo_cpu.py                                   (CPU, tiny random model)
-          accelerate launch --config_file examples/zero3.yaml examples/trl_apo_cpu.py --model ...
+Run it:   python multi_gpu_and_dev/trl_apo_cpu.py          (CPU, tiny random model)
+          accelerate launch --config_file multi_gpu_and_dev/zero3.yaml \
+              multi_gpu_and_dev/trl_apo_cpu.py --model ...
 Tested with TRL 1.16.0 (requirements-trl.txt); it overrides private TRL methods, so other versions may break.
 
 What TRL does, and what this subclass changes (each override says why at its definition):
@@ -13,7 +14,7 @@ What TRL does, and what this subclass changes (each override says why at its def
                     one only for its own KL (`beta > 0`), which we keep at 0: our KL kinds use our k3 term.
 2. `_generate_and_score_completions`  runs TRL's (generation by transformers, continuous batching or vLLM,
                     rewards, advantages), then adds the reference quantities for every completion token:
-                    `ref_logp` (N, T), `ref_topk_ids` (N, T, K), `ref_topk_logp` (N, T, K), computed here by
+                    `ref_logp` (N, T), `topk_ids` (N, T, K), `ref_topk_logp` (N, T, K), computed here by
                     `rollout.reference_pass` on temperature-scaled logits, never taken from vLLM.
 3. `_compute_loss`  replaces TRL's surrogate: one forward of the policy (`rollout.policy_logps`) gives log pi
                     at the sampled token and at the K anchor ids, then `apo.policy_loss` computes the loss.
@@ -74,7 +75,7 @@ TESTED_TRL = ("1.16.0", "1.17.0")  # [low, high): the private methods overridden
 LOSS_TYPE_TO_AGG = {"dapo": "token_mean", "bnpo": "token_mean", "grpo": "seq_mean", "dr_grpo": "constant"}
 
 if not Version(TESTED_TRL[0]) <= Version(trl.__version__) < Version(TESTED_TRL[1]):
-    warnings.warn(f"integrations/trl_apo.py was tested with trl {TESTED_TRL[0]}; you have {trl.__version__}. "
+    warnings.warn(f"trl_apo.py was tested with trl {TESTED_TRL[0]}; you have {trl.__version__}. "
                   f"If training fails, pip install -r requirements-trl.txt", stacklevel=2)
 
 
@@ -233,11 +234,11 @@ class APOTrainer(GRPOTrainer):
         args = self.args
         chunk = args.per_device_train_batch_size if self.model.training else args.per_device_eval_batch_size
         with self.accelerator.autocast():  # the same mixed precision as TRL's forward passes
-            ref_logp, topk_ids, topk_logp = rollout.reference_pass(
+            ref_logp, topk_ids, ref_topk_logp = rollout.reference_pass(
                 self.apo_ref_model, seqs, top_k=args.apo_top_k, temperature=self.temperature,
                 chunk_size=chunk)  # (n, T), (n, T, K), (n, T, K); no grad
         # TRL shuffles and splits this dict row-wise into micro-batches: the new keys follow their rows.
-        output.update(ref_logp=ref_logp, ref_topk_ids=topk_ids, ref_topk_logp=topk_logp)
+        output.update(ref_logp=ref_logp, topk_ids=topk_ids, ref_topk_logp=ref_topk_logp)
         return output
 
     def _loss_divisor(self, mask, inputs, mode):
@@ -261,12 +262,12 @@ class APOTrainer(GRPOTrainer):
         mask = inputs["completion_mask"]  # (n, T) 1 through the first EOS
         if "tool_mask" in inputs:  # multi-turn tool calls: tool output tokens are not the model's, as in TRL
             mask = mask * inputs["tool_mask"]
-        topk_ids = inputs["ref_topk_ids"] if kind == "apo" else None  # (n, T, K) or None
+        topk_ids = inputs["topk_ids"] if kind == "apo" else None  # (n, T, K) or None
         with self.accelerator.autocast():
-            logp, anchor_logp, entropy = rollout.policy_logps(
+            logp, topk_logp, entropy = rollout.policy_logps(
                 model, torch.cat([inputs["prompt_ids"], completion_ids], 1),
                 torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1), completion_ids,
-                temperature=self.temperature, anchor_ids=topk_ids)  # (n, T), (n, T, K) or None, (n, T)
+                temperature=self.temperature, topk_ids=topk_ids)  # (n, T), (n, T, K) or None, (n, T)
         old_logp = inputs.get("old_per_token_logps")  # (n, T), only when pi_old != pi_theta (choice 2)
         adv = inputs["advantages"]  # (n,) TRL's group advantages (choice 1)
         if "importance_sampling_ratio" in inputs:  # vLLM correction, (n, 1) sequence-level (choice 3)
@@ -274,9 +275,9 @@ class APOTrainer(GRPOTrainer):
         agg, denom = self._loss_divisor(mask, inputs, mode)
         loss, metrics = apo.policy_loss(
             logp, old_logp if old_logp is not None else logp.detach(), adv, mask, kind=kind,
-            ref_logp=inputs.get("ref_logp"), anchor_logp=anchor_logp,
+            ref_logp=inputs.get("ref_logp"), topk_logp=topk_logp,
             ref_topk_logp=inputs.get("ref_topk_logp"),
-            anchor_is_sampled=(topk_ids == completion_ids[..., None]) if topk_ids is not None else None,
+            topk_is_sampled=(topk_ids == completion_ids[..., None]) if topk_ids is not None else None,
             beta=self.args.apo_beta, lam=self.args.apo_lam, kl_coef=self.args.apo_kl_coef,
             clip_low=self.epsilon_low, clip_high=self.epsilon_high, agg=agg,
             max_len=self.max_completion_length, denom=denom)

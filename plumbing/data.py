@@ -31,8 +31,8 @@ import re
 import sys
 from collections import Counter
 
-import tasks
 import verify
+from toy import tasks
 
 PROBLEM_FIELDS = ("problem", "question", "prompt")
 ANSWER_FIELDS = ("answer", "final_answer")

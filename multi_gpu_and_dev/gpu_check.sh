@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The GPU check: the tests marked `gpu`, then dev/bench.py on a random-weight model shaped like
+# The GPU check: the tests marked `gpu`, then multi_gpu_and_dev/bench.py on a random-weight model shaped like
 # Qwen2.5-Math-1.5B, on one H100 or H200. Measured on an H200 (2026-12-04): tests 41 s, bench 470 s (model 29,
 # sampler 108, ours 132, default recipe 78, log-prob 18, TRL 102), about 9 minutes with the installs. With less
 # device time, BENCH_PARTS (bench.py --parts) picks parts, BENCH_TIMEOUT bounds the bench (default 480 s).
 #
-#   bash dev/gpu_check.sh [OUT_DIR]     results: OUT_DIR/gpu.txt, sampler.txt, gpu_tests.txt, bench_gpu.{txt,json}
+#   bash multi_gpu_and_dev/gpu_check.sh [OUT_DIR]     results: OUT_DIR/gpu.txt, sampler.txt, gpu_tests.txt, bench_gpu.{txt,json}
 #
 # First, on its own: the CUDA-graph sampler's greedy tokens against `generate`'s for a generation that
 # runs to the end of the static cache (tests/test_fast_sampler.py, sdpa and eager), so that a broken
@@ -52,6 +52,6 @@ PYEOF
 set +e  # from here on, each part reports even when an earlier one failed
 timeout 90 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_fast_sampler.py 2>&1 | tee "$OUT/sampler.txt"
 timeout 120 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.txt"
-timeout "${BENCH_TIMEOUT:-480}" "$PY" dev/bench.py --shape qwen2.5-1.5b --default-recipe \
+timeout "${BENCH_TIMEOUT:-480}" "$PY" multi_gpu_and_dev/bench.py --shape qwen2.5-1.5b --default-recipe \
   --parts "${BENCH_PARTS:-sampler,ours,recipe,logprob,trl}" --json "$OUT/bench_gpu.json" 2>&1 \
   | tee "$OUT/bench_gpu.txt"

@@ -1,8 +1,8 @@
 """Accuracy of verify.reward against plain math_verify on other graders' public test cases.
 
-Run:  python dev/grader_compare.py                  (about 20 s on one core)
-      python dev/grader_compare.py --show ours      (also list the cases verify.reward gets wrong)
-      python dev/grader_compare.py --load 2         (the same beside 2 busy processes: call times)
+Run:  python multi_gpu_and_dev/grader_compare.py              (about 20 s on one core)
+      python multi_gpu_and_dev/grader_compare.py --show ours  (also list the cases verify.reward gets wrong)
+      python multi_gpu_and_dev/grader_compare.py --load 2     (the same beside 2 busy processes: call times)
 
 The cases are in tests/data/grader_cases.jsonl, one per line: {"source", "ref", "completion", "gold",
 "expected"}, ported from the public test suites that "ref" names (inputs and expected labels only, no

@@ -44,7 +44,7 @@ import zipfile
 
 import torch
 
-from runfolder import (  # noqa: F401 - also checkpoints' API
+from plumbing.runfolder import (  # noqa: F401 - also checkpoints' API
     CHECKPOINT_NAME,
     FINAL,
     RunError,

@@ -1,9 +1,10 @@
-"""APO through TRL's GRPOTrainer (integrations/trl_apo.py): a CPU smoke run, and the same script on GPUs.
+"""APO through TRL's GRPOTrainer (multi_gpu_and_dev/trl_apo.py): a CPU smoke run, and the same script on GPUs.
 
 CPU, offline, in seconds (builds toy/random_qwen2.py's random Qwen2, 2 steps on its 16 toy problems):
-    python examples/trl_apo_cpu.py --reward has_digit
+    python multi_gpu_and_dev/trl_apo_cpu.py --reward has_digit
 Several GPUs: the same script under `accelerate launch` with a DeepSpeed config (README, "Beyond one GPU"):
-    accelerate launch --config_file examples/zero3.yaml --num_processes 8 examples/trl_apo_cpu.py \\
+    accelerate launch --config_file multi_gpu_and_dev/zero3.yaml --num_processes 8 \\
+        multi_gpu_and_dev/trl_apo_cpu.py \\
         --model Qwen/Qwen2.5-Math-1.5B --dataset DigitalLearningGmbH/MATH-lighteval --bf16 true ...
 Every GRPOConfig flag works (`--help` lists them all), plus --apo_loss, --apo_beta, --apo_lam, --apo_top_k and
 --apo_kl_coef; the defaults below are the CPU smoke run's, so a real run sets its sizes explicitly.
@@ -37,13 +38,11 @@ from safetensors import SafetensorError
 from transformers import AutoTokenizer, HfArgumentParser, PrinterCallback, ProgressCallback
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as `python examples/x.py`: the repository root is not on the path
+sys.path.insert(0, str(ROOT))  # `python multi_gpu_and_dev/x.py`: put the repository root on the path
 
-import checkpoints  # noqa: E402
-import cli  # noqa: E402
-import data  # noqa: E402
 import rollout  # noqa: E402
-from integrations.trl_apo import APOConfig, APOTrainer, math_reward, prompt_column  # noqa: E402
+from multi_gpu_and_dev.trl_apo import APOConfig, APOTrainer, math_reward, prompt_column  # noqa: E402
+from plumbing import checkpoints, cli, data  # noqa: E402
 from toy.random_qwen2 import TOY_PROBLEMS, build_random_qwen2  # noqa: E402
 
 RANDOM_MODEL_SUBDIR = "random-qwen2"  # without --model: built inside --output_dir, so two runs never collide
