@@ -7,9 +7,12 @@ reference model's other top-K candidates (beta). Everything else -- group advant
 PPO clip, the aggregation -- is GRPO's. This file is only that objective; sampling and model
 forward passes live in rollout.py, the loop in train.py, a CPU demo in toy/tree_demo.py.
 
+Read it top to bottom: the group advantages, the losses, their aggregation to one number, and
+last how the log-probs the losses take are computed without a float32 (N, T, V) tensor.
 Run the worked examples:  python -m doctest apo.py -v      (or: python apo.py)
 
-The objective (METHOD.md §1, §3, §4; the paper's §3-4), per completion token t of completion i
+The objective (METHOD.md §1, §3, §4; the paper's *Anchored Policy Optimization*), per completion
+token t of completion i
 ---------------------------------------------------------------------------
     A_i        = (R_i - mean_j R_j) / (std_j R_j + eps)               group advantage
     rho_t      = pi_theta(y_t|s_t) / pi_old(y_t|s_t)                  importance ratio
@@ -62,6 +65,7 @@ KINDS = ("grpo", "grpo_kl", "kl_on_wrong", "apo")
 # averaging them over micro-batches is a plain sum weighted by these counts (train.py)
 METRIC_WEIGHTS = {"r_anchor": "neg_tokens"}
 AGGS = ("token_mean", "seq_mean", "constant")
+LEAN_PIECE_ELEMENTS = 1 << 23  # rows x V per float32 piece (32 MB): bounds gather_logp's workspace
 
 
 # ----------------------------------------------------------------------------- advantages
@@ -82,84 +86,75 @@ def group_advantages(rewards, std_normalize=True, eps=EPS_STD):
     return adv
 
 
-# ------------------------------------------------------------ log-probs without log_softmax
+# --------------------------------------------------------------------------- the losses
 
-LEAN_PIECE_ELEMENTS = 1 << 23  # rows x V per float32 piece (32 MB): bounds the workspace
+def _masked_mean(x, mask):
+    return ((x * mask).sum() / mask.sum().clamp_min(1.0)).item()
 
 
-class _GatherLogp(torch.autograd.Function):
-    """log softmax(z / tau)[ids] = z[ids] / tau - logsumexp(z / tau), with a hand-written backward.
+def anchor_ratio(topk_logp, ref_topk_logp, topk_is_sampled):
+    """r_anchor (N, T) = (1/Z_ref) sum_{k in S} pi_theta(k), with S = TopK minus {y_t}."""
+    in_s = (~topk_is_sampled).to(topk_logp.dtype)  # (N, T, K) 1.0 on anchors in S
+    z_ref = (ref_topk_logp.exp() * in_s).sum(-1).clamp_min(Z_REF_MIN)  # (N, T) const
+    anchor_mass = (topk_logp.exp() * in_s).sum(-1)  # (N, T) sum_S pi_theta, with grad
+    return anchor_mass / z_ref  # (N, T); 0 where S is empty (Decision 4)
 
-    Autograd's own logsumexp would keep a float32 copy of all the logits for its backward;
-    here only the logits themselves (in their own dtype), the ids and one float32
-    logsumexp per row are kept, and the backward recomputes softmax piece by piece:
-        d out_k / d z_j = ([j == ids_k] - softmax(z / tau)_j) / tau
-    The division by the temperature tau happens in float32, piece by piece, exactly as
-    `generate` divides its float32 scores: the loss then scores a sampled token with the very
-    distribution that sampled it, even when the model computes bf16 logits.
+
+def policy_loss(logp, old_logp, adv, mask, kind="apo", *, ref_logp=None, topk_logp=None,
+                ref_topk_logp=None, topk_is_sampled=None, beta=0.1, lam=1.05,
+                kl_coef=1e-3, clip_low=0.2, clip_high=0.2, agg="token_mean",
+                max_len=None, denom=None):
+    """The clipped policy-gradient loss of `kind` and a dict of float metrics.
+
+    Shapes as METHOD.md §7: logp, old_logp, ref_logp, mask (N, T); adv (N,); topk_logp,
+    ref_topk_logp, topk_is_sampled (N, T, K). Only logp and topk_logp carry gradients;
+    the rest are treated as constants. Inputs a kind does not use are ignored, except that
+    `topk_logp` always adds the `safe_mass` metric (sum of pi_theta over the reference top-K).
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    needs = {"apo": ("topk_logp", "ref_topk_logp", "topk_is_sampled"),
+             "grpo_kl": ("ref_logp",), "kl_on_wrong": ("ref_logp",)}.get(kind, ())
+    given = {"topk_logp": topk_logp, "ref_topk_logp": ref_topk_logp,
+             "topk_is_sampled": topk_is_sampled, "ref_logp": ref_logp}
+    missing = [name for name in needs if given[name] is None]
+    if missing:
+        raise ValueError(f"kind={kind!r} needs {', '.join(missing)}; pass them from the reference pass")
+    maskf = mask.to(logp.dtype)  # (N, T) 1.0 on completion tokens
+    A = adv.detach().to(logp.dtype)[:, None]  # (N, 1) broadcast over tokens
+    neg = A < 0  # (N, 1) tokens of worse-than-average completions
+    neg_mask = maskf * neg.to(maskf.dtype)  # (N, T) 1.0 on tokens of negative-advantage completions
+    ratio = torch.exp(logp - old_logp.detach())  # (N, T) rho; 1 when pi_old is pi_theta (train.py)
+    metrics = {"ratio_mean": _masked_mean(ratio.detach(), maskf)}
 
-    @staticmethod
-    def forward(ctx, logits, ids, temperature):
-        V, work = logits.shape[-1], torch.promote_types(logits.dtype, torch.float32)
-        flat = logits.reshape(-1, V)  # (R, V) a view: logits are contiguous
-        rows = max(1, LEAN_PIECE_ELEMENTS // V)
-        with torch.autocast(logits.device.type, enabled=False):
-            lse = torch.cat([torch.logsumexp(flat[s:s + rows].to(work) / temperature, -1, keepdim=True)
-                             for s in range(0, flat.shape[0], rows)])  # (R, 1) float32 (or 64)
-            lse = lse.view(*logits.shape[:-1], 1)  # (..., 1)
-            out = logits.gather(-1, ids).to(work) / temperature - lse  # (..., K) float32 log-probs
-        ctx.save_for_backward(logits, ids, lse)
-        ctx.temperature = temperature
-        return out
+    if kind == "apo":
+        r_anchor = anchor_ratio(topk_logp, ref_topk_logp.detach(), topk_is_sampled)
+        rect_ratio = lam * ratio - beta * r_anchor  # (N, T) r~: push y_t down, pull anchors up
+        used_ratio = torch.where(neg, rect_ratio, ratio)  # (N, T) positives keep plain rho
+        metrics["r_anchor"] = (_masked_mean(r_anchor.detach(), neg_mask)
+                               if neg_mask.sum() > 0 else float("nan"))
+    else:
+        used_ratio = ratio
+    if topk_logp is not None:  # APO, or any loss given the anchors (train.py --track-safe-mass)
+        metrics["safe_mass"] = _masked_mean(topk_logp.detach().exp().sum(-1), maskf)  # sum_M pi_theta
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        logits, ids, lse = ctx.saved_tensors
-        tau, V = ctx.temperature, logits.shape[-1]
-        flat, flat_ids = logits.reshape(-1, V), ids.reshape(-1, ids.shape[-1])  # (R, V), (R, K)
-        flat_lse, flat_g = lse.reshape(-1, 1), grad_out.reshape(-1, ids.shape[-1]).to(lse.dtype)
-        grad = torch.empty_like(flat)  # (R, V) in the logits' dtype
-        rows = max(1, LEAN_PIECE_ELEMENTS // V)
-        for s in range(0, flat.shape[0], rows):  # in place: one float32 piece at a time
-            g = flat[s:s + rows].to(lse.dtype, copy=True)  # (r, V) a float32 copy: never alias z
-            g.div_(tau).sub_(flat_lse[s:s + rows]).exp_()  # softmax(z / tau)
-            g.mul_(-flat_g[s:s + rows].sum(-1, keepdim=True))  # the -softmax term
-            g.scatter_add_(-1, flat_ids[s:s + rows], flat_g[s:s + rows])  # the [j == ids_k] term
-            grad[s:s + rows] = g.div_(tau)  # chain rule through z / tau; cast back to the logits' dtype
-        return grad.view_as(logits), None, None
+    # PPO clip (METHOD.md §1, Decision 1): the min makes the clip pessimistic.
+    unclipped = used_ratio * A  # (N, T)
+    clipped = used_ratio.clamp(1 - clip_low, 1 + clip_high) * A  # (N, T)
+    per_token = -torch.min(unclipped, clipped)  # (N, T) L_t
+    metrics["clip_frac"] = _masked_mean((clipped < unclipped).to(maskf.dtype), maskf)
 
+    if kind in ("grpo_kl", "kl_on_wrong"):
+        log_r = ref_logp.detach() - logp  # (N, T) log pi_ref/pi_theta at y_t
+        k3 = torch.exp(log_r) - log_r - 1  # (N, T) Schulman's k3 >= 0, verl's low_var_kl
+        where = torch.ones_like(A) if kind == "grpo_kl" else neg.to(A.dtype)  # (N, 1)
+        per_token = per_token + kl_coef * k3 * where  # (N, T) KL added per token
+        metrics["kl"] = _masked_mean(k3.detach(), maskf)
 
-def gather_logp(logits, ids, temperature=1.0):
-    """log softmax(logits / temperature) at `ids`, without building a float32 log-softmax tensor.
-
-    logits (..., V) of any float dtype, *not* yet divided by the temperature; ids (..., K)
-    long -> (..., K) float32 log-probs, with a gradient w.r.t. logits. Memory beyond the
-    logits: one float32 piece of LEAN_PIECE_ELEMENTS and a logsumexp per row, forward and
-    backward. A naive `(logits.float() / t).log_softmax(-1)` keeps float32 copies of (N, T, V)
-    for its backward; at V = 151,936 that is the difference between fitting on one GPU and not.
-
-    >>> logits = torch.tensor([[2.0, 1.0, 0.0]])
-    >>> gather_logp(logits, torch.tensor([[0, 2]]))
-    tensor([[-0.4076, -2.4076]])
-    >>> gather_logp(logits, torch.tensor([[0]]), temperature=2.0)  # softmax([1, 0.5, 0])[0]
-    tensor([[-0.6803]])
-    """
-    return _GatherLogp.apply(logits.contiguous(), ids, float(temperature))
-
-
-def reference_topk(logits, k, temperature=1.0):
-    """The K most likely ids and their log-probs: logits (..., V) -> ids, logp (..., K).
-
-    Used on the reference model's logits to define the safe manifold; the log-probs are those
-    of softmax(logits / temperature) (Decision 3), the ranking does not depend on it.
-
-    >>> ids, logp = reference_topk(torch.tensor([[0.0, 3.0, 1.0]]), 2)
-    >>> ids, logp.exp()
-    (tensor([[1, 2]]), tensor([[0.8438, 0.1142]]))
-    """
-    ids = logits.topk(k, dim=-1).indices  # (..., K) sorted by probability
-    return ids, gather_logp(logits, ids, temperature)  # (..., K) long, (..., K) float32 log pi
+    loss = aggregate(per_token, maskf, agg, max_len, denom)
+    metrics["tokens"] = maskf.sum().item()  # the weight of every metric above ...
+    metrics["neg_tokens"] = neg_mask.sum().item()  # ... but r_anchor's (METRIC_WEIGHTS)
+    return loss, metrics
 
 
 # ---------------------------------------------------------------------------- aggregation
@@ -205,75 +200,96 @@ def aggregate(per_token, mask, agg="token_mean", max_len=None, denom=None):
     return total / max(denom, 1.0)  # max: a step with no valid token gives 0, not nan
 
 
-# --------------------------------------------------------------------------- the losses
-
-def _masked_mean(x, mask):
-    return ((x * mask).sum() / mask.sum().clamp_min(1.0)).item()
-
-
-def anchor_ratio(topk_logp, ref_topk_logp, topk_is_sampled):
-    """r_anchor (N, T) = (1/Z_ref) sum_{k in S} pi_theta(k), with S = TopK minus {y_t}."""
-    in_s = (~topk_is_sampled).to(topk_logp.dtype)  # (N, T, K) 1.0 on anchors in S
-    z_ref = (ref_topk_logp.exp() * in_s).sum(-1).clamp_min(Z_REF_MIN)  # (N, T) const
-    anchor_mass = (topk_logp.exp() * in_s).sum(-1)  # (N, T) sum_S pi_theta, with grad
-    return anchor_mass / z_ref  # (N, T); 0 where S is empty (Decision 4)
+# ------------------------------------------------- log-probs, lean in memory (read after the loss)
+# Everything above takes log-probs as given. Here is how they are computed. The one-liner
+#     logp = (logits.float() / temperature).log_softmax(-1).gather(-1, ids)        # (..., K)
+# is right, and `naive_gather_logp` is exactly that; but autograd keeps the float32 (N, T, V)
+# log-softmax for its backward: at V = 151,936 that tensor is larger than a 1.5B model.
+# `gather_logp` computes the same numbers keeping only one logsumexp per row.
 
 
-def policy_loss(logp, old_logp, adv, mask, kind="apo", *, ref_logp=None, topk_logp=None,
-                ref_topk_logp=None, topk_is_sampled=None, beta=0.1, lam=1.05,
-                kl_coef=1e-3, clip_low=0.2, clip_high=0.2, agg="token_mean",
-                max_len=None, denom=None):
-    """The clipped policy-gradient loss of `kind` and a dict of float metrics.
+def naive_gather_logp(logits, ids, temperature=1.0):
+    """The one-liner `gather_logp` replaces: the same values, but a float32 (..., V) tensor is kept.
 
-    Shapes as METHOD.md §7: logp, old_logp, ref_logp, mask (N, T); adv (N,); topk_logp,
-    ref_topk_logp, topk_is_sampled (N, T, K). Only logp and topk_logp carry gradients;
-    the rest are treated as constants. Inputs a kind does not use are ignored, except that
-    `topk_logp` always adds the `safe_mass` metric (sum of pi_theta over the reference top-K).
+    >>> naive_gather_logp(torch.tensor([[2.0, 1.0, 0.0]]), torch.tensor([[0, 2]]))
+    tensor([[-0.4076, -2.4076]])
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    needs = {"apo": ("topk_logp", "ref_topk_logp", "topk_is_sampled"),
-             "grpo_kl": ("ref_logp",), "kl_on_wrong": ("ref_logp",)}.get(kind, ())
-    given = {"topk_logp": topk_logp, "ref_topk_logp": ref_topk_logp,
-             "topk_is_sampled": topk_is_sampled, "ref_logp": ref_logp}
-    missing = [name for name in needs if given[name] is None]
-    if missing:
-        raise ValueError(f"kind={kind!r} needs {', '.join(missing)}; pass them from the reference pass")
-    maskf = mask.to(logp.dtype)  # (N, T) 1.0 on completion tokens
-    A = adv.detach().to(logp.dtype)[:, None]  # (N, 1) broadcast over tokens
-    neg = A < 0  # (N, 1) tokens of worse-than-average completions
-    neg_mask = maskf * neg.to(maskf.dtype)  # (N, T) 1.0 on tokens of negative-advantage completions
-    ratio = torch.exp(logp - old_logp.detach())  # (N, T) rho; exactly 1 on the first pass
-    metrics = {"ratio_mean": _masked_mean(ratio.detach(), maskf)}
+    return (logits.float() / temperature).log_softmax(-1).gather(-1, ids)  # (..., K) float32 log pi
 
-    if kind == "apo":
-        r_anchor = anchor_ratio(topk_logp, ref_topk_logp.detach(), topk_is_sampled)
-        rect_ratio = lam * ratio - beta * r_anchor  # (N, T) r~: push y_t down, pull anchors up
-        used_ratio = torch.where(neg, rect_ratio, ratio)  # (N, T) positives keep plain rho
-        metrics["r_anchor"] = (_masked_mean(r_anchor.detach(), neg_mask)
-                               if neg_mask.sum() > 0 else float("nan"))
-    else:
-        used_ratio = ratio
-    if topk_logp is not None:  # APO, or any loss given the anchors (train.py --track-safe-mass)
-        metrics["safe_mass"] = _masked_mean(topk_logp.detach().exp().sum(-1), maskf)  # sum_M pi_theta
 
-    # PPO clip (METHOD.md §1, Decision 1): the min makes the clip pessimistic.
-    unclipped = used_ratio * A  # (N, T)
-    clipped = used_ratio.clamp(1 - clip_low, 1 + clip_high) * A  # (N, T)
-    per_token = -torch.min(unclipped, clipped)  # (N, T) L_t
-    metrics["clip_frac"] = _masked_mean((clipped < unclipped).to(maskf.dtype), maskf)
+def gather_logp(logits, ids, temperature=1.0):
+    """log softmax(logits / temperature) at `ids`, without building a float32 log-softmax tensor.
 
-    if kind in ("grpo_kl", "kl_on_wrong"):
-        log_r = ref_logp.detach() - logp  # (N, T) log pi_ref/pi_theta at y_t
-        k3 = torch.exp(log_r) - log_r - 1  # (N, T) Schulman's k3 >= 0, verl's low_var_kl
-        where = torch.ones_like(A) if kind == "grpo_kl" else neg.to(A.dtype)  # (N, 1)
-        per_token = per_token + kl_coef * k3 * where  # (N, T) KL added per token
-        metrics["kl"] = _masked_mean(k3.detach(), maskf)
+    logits (..., V) of any float dtype, *not* yet divided by the temperature; ids (..., K)
+    long -> (..., K) float32 log-probs, with a gradient w.r.t. logits. Memory beyond the
+    logits: one float32 piece of LEAN_PIECE_ELEMENTS and a logsumexp per row, forward and
+    backward. A naive `(logits.float() / t).log_softmax(-1)` keeps float32 copies of (N, T, V)
+    for its backward; at V = 151,936 that is the difference between fitting on one GPU and not.
 
-    loss = aggregate(per_token, maskf, agg, max_len, denom)
-    metrics["tokens"] = maskf.sum().item()  # the weight of every metric above ...
-    metrics["neg_tokens"] = neg_mask.sum().item()  # ... but r_anchor's (METRIC_WEIGHTS)
-    return loss, metrics
+    >>> logits = torch.tensor([[2.0, 1.0, 0.0]])
+    >>> gather_logp(logits, torch.tensor([[0, 2]]))
+    tensor([[-0.4076, -2.4076]])
+    >>> gather_logp(logits, torch.tensor([[0]]), temperature=2.0)  # softmax([1, 0.5, 0])[0]
+    tensor([[-0.6803]])
+    """
+    return _GatherLogp.apply(logits.contiguous(), ids, float(temperature))
+
+
+def reference_topk(logits, k, temperature=1.0):
+    """The K most likely ids and their log-probs: logits (..., V) -> ids, logp (..., K).
+
+    Used on the reference model's logits to define the safe manifold; the log-probs are those
+    of softmax(logits / temperature) (Decision 3), the ranking does not depend on it.
+
+    >>> ids, logp = reference_topk(torch.tensor([[0.0, 3.0, 1.0]]), 2)
+    >>> ids, logp.exp()
+    (tensor([[1, 2]]), tensor([[0.8438, 0.1142]]))
+    """
+    ids = logits.topk(k, dim=-1).indices  # (..., K) sorted by probability
+    return ids, gather_logp(logits, ids, temperature)  # (..., K) long, (..., K) float32 log pi
+
+
+class _GatherLogp(torch.autograd.Function):
+    """log softmax(z / tau)[ids] = z[ids] / tau - logsumexp(z / tau), with a hand-written backward.
+
+    Autograd's own logsumexp would keep a float32 copy of all the logits for its backward;
+    here only the logits themselves (in their own dtype), the ids and one float32
+    logsumexp per row are kept, and the backward recomputes softmax piece by piece:
+        d out_k / d z_j = ([j == ids_k] - softmax(z / tau)_j) / tau
+    The division by the temperature tau happens in float32, piece by piece, exactly as
+    `generate` divides its float32 scores: the loss then scores a sampled token with the very
+    distribution that sampled it, even when the model computes bf16 logits.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, ids, temperature):
+        V, work = logits.shape[-1], torch.promote_types(logits.dtype, torch.float32)
+        flat = logits.reshape(-1, V)  # (R, V) a view: logits are contiguous
+        rows = max(1, LEAN_PIECE_ELEMENTS // V)
+        with torch.autocast(logits.device.type, enabled=False):
+            lse = torch.cat([torch.logsumexp(flat[s:s + rows].to(work) / temperature, -1, keepdim=True)
+                             for s in range(0, flat.shape[0], rows)])  # (R, 1) float32 (or 64)
+            lse = lse.view(*logits.shape[:-1], 1)  # (..., 1)
+            out = logits.gather(-1, ids).to(work) / temperature - lse  # (..., K) float32 log-probs
+        ctx.save_for_backward(logits, ids, lse)
+        ctx.temperature = temperature
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        logits, ids, lse = ctx.saved_tensors
+        tau, V = ctx.temperature, logits.shape[-1]
+        flat, flat_ids = logits.reshape(-1, V), ids.reshape(-1, ids.shape[-1])  # (R, V), (R, K)
+        flat_lse, flat_g = lse.reshape(-1, 1), grad_out.reshape(-1, ids.shape[-1]).to(lse.dtype)
+        grad = torch.empty_like(flat)  # (R, V) in the logits' dtype
+        rows = max(1, LEAN_PIECE_ELEMENTS // V)
+        for s in range(0, flat.shape[0], rows):  # in place: one float32 piece at a time
+            g = flat[s:s + rows].to(lse.dtype, copy=True)  # (r, V) a float32 copy: never alias z
+            g.div_(tau).sub_(flat_lse[s:s + rows]).exp_()  # softmax(z / tau)
+            g.mul_(-flat_g[s:s + rows].sum(-1, keepdim=True))  # the -softmax term
+            g.scatter_add_(-1, flat_ids[s:s + rows], flat_g[s:s + rows])  # the [j == ids_k] term
+            grad[s:s + rows] = g.div_(tau)  # chain rule through z / tau; cast back to the logits' dtype
+        return grad.view_as(logits), None, None
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 import rollout
 import verify
-from plumbing import checkpoints, cli, curves, data
+from plumbing import checkpoints, cli, curves, data, loading, prompts
 from toy import tiny_lm
 
 COVERAGE_KS = (1, 4, 8, 16)  # the paper's teacher-forcing table
@@ -187,16 +187,16 @@ def topk_coverage(model, tokenizer, rows, max_tokens):
     hits, count = torch.zeros(len(COVERAGE_KS), dtype=torch.long), 0
     for start in tqdm(range(0, len(rows), COVERAGE_ROWS), desc="top-k coverage", unit="batch"):
         chunk = rows[start:start + COVERAGE_ROWS]
-        prompts = tokenizer([rollout.format_prompt(tokenizer, r["problem"]) for r in chunk],
-                            return_tensors="pt", padding=True, padding_side="left",
-                            add_special_tokens=not has_template)
+        enc = tokenizer([prompts.format_prompt(tokenizer, r["problem"]) for r in chunk],
+                      return_tensors="pt", padding=True, padding_side="left",
+                      add_special_tokens=not has_template)
         solutions = tokenizer([r["solution"] for r in chunk], return_tensors="pt", padding=True,
                               padding_side="right", add_special_tokens=False, truncation=True,
                               max_length=max_tokens)
         y = solutions["input_ids"].to(device)  # (n, T) reference solution tokens
         valid = solutions["attention_mask"].to(device).bool()  # (n, T) True on solution tokens
-        input_ids = torch.cat([prompts["input_ids"].to(device), y], 1)  # (n, P+T)
-        attention_mask = torch.cat([prompts["attention_mask"].to(device), valid.long()], 1)  # (n, P+T)
+        input_ids = torch.cat([enc["input_ids"].to(device), y], 1)  # (n, P+T)
+        attention_mask = torch.cat([enc["attention_mask"].to(device), valid.long()], 1)  # (n, P+T)
         logits = rollout.completion_logits(model, input_ids, attention_mask, y.shape[1])  # (n, T, V)
         top_ids = logits.topk(max(COVERAGE_KS), dim=-1).indices  # (n, T, 16) most likely first
         at_rank = top_ids == y[..., None]  # (n, T, 16) True where the solution token sits
@@ -264,7 +264,7 @@ class EvalConfig:
                                  "or local .jsonl/.json/.parquet files (a file is named by its stem)")
     n: int = cli.option(16, "samples per problem")
     k: str = cli.option(None, "comma list of k, each <= n; default: powers of 2 up to n, and n itself")
-    temperature: float = cli.option(0.6, "sampling temperature (see departure 1)")
+    temperature: float = cli.option(0.6, "sampling temperature (see eval.py departure 1)")
     top_p: float = cli.option(1.0, "nucleus sampling; 1.0 is off")
     max_new_tokens: int = cli.option(3000, "completion budget; longer is truncated")
     limit: int = cli.option(None, "first N problems of each benchmark", type=int)
@@ -329,7 +329,7 @@ def run(args):
         solutions = {name: load_solutions(s, args.limit) for name, s in zip(names, specs)}
     if args.topk_coverage and not any(solutions.values()):
         raise UsageError("--topk-coverage needs a benchmark with a `solution` field (e.g. math500)")
-    model, tokenizer = rollout.load_model_and_tokenizer(tiny_lm.resolve_model(args.model), dtype=args.dtype)
+    model, tokenizer = loading.load_model_and_tokenizer(tiny_lm.resolve_model(args.model), dtype=args.dtype)
     print(f"model {args.model} on {next(model.parameters()).device}; n={args.n}, k={ks}, "
           f"temperature={args.temperature}, top_p={args.top_p}, max_new_tokens={args.max_new_tokens}")
     results = {"model": args.model, "benchmarks": {}, "config": dataclasses.asdict(args)}
@@ -360,7 +360,7 @@ def main(argv=None):
     args = cli.parse(EvalConfig, argv)
     try:
         run(args)
-    except (UsageError, data.DataError, rollout.ModelLoadError, checkpoints.RunError) as e:
+    except (UsageError, data.DataError, loading.ModelLoadError, checkpoints.RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

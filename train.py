@@ -1,7 +1,7 @@
 """RLVR on a Hugging Face causal LM with GRPO, the KL baselines or APO, on one device.
 
 Run (one GPU, hub access):   python train.py --model Qwen2.5-Math-1.5B --loss apo
-Run (CPU, the tiny math LM): python train.py --model tiny --dataset arith --lr 5e-5 --max-new-tokens 48
+Run (CPU, the tiny math LM): python train.py --model tiny --dataset arith --lr 1e-4 --max-new-tokens 48
 Run (CPU, any local model):  python train.py --model path/to/model --dataset problems.jsonl \
                                  --steps 2 --prompts-per-step 2 --max-new-tokens 32
 Then: python eval.py --model runs/apo/final      (train.py wrote runs/LOSS; this writes runs/apo/eval)
@@ -47,13 +47,136 @@ from tqdm import tqdm
 import apo
 import rollout
 import verify
-from plumbing import checkpoints, cli, curves, data, memory
+from plumbing import batching, checkpoints, cli, curves, data, loading, memory, prompts
 from toy import tiny_lm
 
 SEED_STRIDE = 100_003  # a prime: epoch e of seed s shuffles with s * SEED_STRIDE + e, distinct for all s, e
 HELDOUT_SAMPLES = 4  # samples per held-out problem for --eval-every (pass@1 = their mean reward)
 SAMPLE_TAIL_CHARS = 300  # the printed sample shows the completion's end, where the answer is
 
+
+# ------------------------------------------------------------------- one step (read this first)
+
+def train_step(step, model, ref_model, tokenizer, optimizer, problems, cfg, autocast):
+    """One RLVR step, numbered as in the module docstring. Returns the step's metrics."""
+    clock = memory.PhaseClock(next(model.parameters()).device)  # the wall time of each numbered phase
+    # 1. B prompts, G completions each, sampled from the current policy
+    batch = batch_for_step(problems, step, cfg)
+    model.eval()  # sampling: no dropout, KV cache on
+    with autocast():
+        roll = rollout.sample(model, tokenizer, [p["problem"] for p in batch], cfg.group_size,
+                              temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                              batch_size=cfg.gen_batch_size, sampler=cfg.sampler)
+    clock.mark("gen")
+    # 2. rewards from the final answers: (B, G), 1.0 when equivalent to the gold answer
+    rewards = torch.tensor([verify.reward(text, batch[i]["answer"]) for text, i in
+                            zip(roll.texts, roll.prompt_index.tolist())]).view(-1, cfg.group_size)
+    # 3. group advantages, one per completion (N,)
+    adv = apo.group_advantages(rewards, std_normalize=not cfg.no_std).view(-1).to(roll.input_ids.device)
+    clock.mark("reward")
+    # 4. the frozen reference: log pi_ref at the sampled tokens and its top-K (no grad)
+    ref = None
+    if ref_model is not None:
+        with autocast():
+            ref = rollout.reference_pass(ref_model, roll, top_k=cfg.top_k, temperature=cfg.temperature,
+                                         chunk_size=cfg.ref_chunk_size)
+    clock.mark("ref")
+    # 5. the loss over micro-batches, gradients accumulated
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    metrics = loss_and_backward(model, roll, adv, ref, cfg, autocast)
+    clock.mark("loss")
+    # 6. clip the gradient norm, one AdamW step
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm).item()
+    checkpoints.require_finite(step, loss=metrics["loss"], grad_norm=grad_norm)  # never step on a NaN
+    optimizer.step()
+    clock.mark("opt")
+    out = {"step": step} | metrics | rollout_metrics(roll, rewards, cfg) | clock.seconds()
+    out.update(grad_norm=grad_norm, peak_mb=loading.peak_memory_mb(clock.device),
+               gen_tokens_per_s=out.pop("gen_tokens") / max(out["gen_seconds"], 1e-9))
+    if step % cfg.sample_every == 0 or step == 1:  # first prompt, first completion: no cherry-picking
+        out["sample"] = dict(batch[0], completion=roll.texts[0], reward=rewards[0, 0].item())
+    return out
+
+
+def batch_for_step(problems, step, cfg):
+    """The prompts of step `step` (1-based): a fresh seeded permutation every epoch, so a
+    resumed run sees exactly the prompts the uninterrupted run would have seen."""
+    B, n = cfg.prompts_per_step, len(problems)
+    out = []
+    for j in range((step - 1) * B, step * B):
+        epoch, pos = divmod(j, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * SEED_STRIDE + epoch))
+        out.append(problems[perm[pos].item()])
+    return out
+
+
+def loss_and_backward(model, roll, adv, ref, cfg, autocast):
+    """Step 5: the policy loss over micro-batches; gradients accumulate in model's .grad.
+
+    Every micro-batch divides by the *whole step's* divisor (apo.loss_denom), so the summed
+    gradient is the full-batch gradient whatever the micro-batching (tested); trimming a
+    micro-batch to its own width drops only columns that are padding in all its rows.
+    Returns the step's metrics: token-weighted means over micro-batches, and the loss.
+    """
+    denom = apo.loss_denom(roll.completion_mask, cfg.agg, cfg.max_new_tokens)  # full-step divisor
+    sums, weights, total_loss = defaultdict(float), defaultdict(float), 0.0
+    for rows in batching.micro_batches(roll, cfg.micro_batch_tokens, cfg.micro_batch_size):  # token budget
+        mb = batching.trimmed(roll.rows(rows))  # only the columns some row of this micro-batch uses
+        mb_ref = ref.rows(rows, mb.completion_ids.shape[1]) if ref is not None else None
+        loss, m = micro_batch_loss(model, mb, adv[rows], mb_ref, cfg, denom, autocast)
+        loss.backward()
+        total_loss += loss.item()
+        for key, value in m.items():  # a plain weighted sum; the weights are token counts
+            w = m[apo.METRIC_WEIGHTS.get(key, "tokens")]
+            if key not in ("tokens", "neg_tokens") and w > 0 and not math.isnan(value):
+                sums[key] += value * w
+                weights[key] += w
+    return {k: sums[k] / weights[k] for k in sums} | {"loss": total_loss}
+
+
+def micro_batch_loss(model, mb, adv, ref, cfg, denom, autocast):
+    """The loss of one micro-batch (a Rollout of n rows) and its metrics; `ref` may be None."""
+    y, mask = mb.completion_ids, mb.completion_mask  # (n, T) each
+    refs = ref._asdict() if ref is not None else {}  # ref_logp (n, T), topk_ids, topk_logp (n, T, K)
+    topk_ids = refs.get("topk_ids")  # (n, T, K) or None
+    with autocast():
+        logp, topk_logp, entropy = rollout.policy_logps(  # (n, T), (n, T, K) or None, (n, T)
+            model, mb.input_ids, mb.attention_mask, y, temperature=cfg.temperature, topk_ids=topk_ids)
+    loss, m = apo.policy_loss(
+        logp, logp.detach(), adv, mask, kind=cfg.loss,  # train.py departure 1: pi_old = pi_theta
+        ref_logp=refs.get("ref_logp"), topk_logp=topk_logp, ref_topk_logp=refs.get("ref_topk_logp"),
+        topk_is_sampled=(topk_ids == y[..., None]) if topk_ids is not None else None,  # (n, T, K)
+        beta=cfg.beta, lam=cfg.lam, kl_coef=cfg.kl_coef, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+        agg=cfg.agg, max_len=cfg.max_new_tokens, denom=denom)
+    m["entropy"] = ((entropy * mask).sum() / mask.sum().clamp_min(1)).item()  # exact H, mean over tokens
+    return loss, m
+
+
+def rollout_metrics(roll, rewards, cfg):
+    """What the samples themselves say: reward, pass@1, pass@G, lengths (README "Metrics")."""
+    lengths = roll.completion_mask.sum(1)  # (N,) completion tokens, EOS included
+    return {"reward_mean": rewards.mean().item(),
+            "pass@1": rewards.mean().item(),  # mean over groups of c/G: the unbiased pass@1
+            f"pass@{cfg.group_size}": (rewards.max(1).values > 0).float().mean().item(),
+            "zero_std_frac": (rewards.std(1) == 0).float().mean().item(),
+            "response_len": lengths.mean().item(), "truncated_frac": roll.truncated.float().mean().item(),
+            "gen_tokens": lengths.sum().item()}
+
+
+@torch.no_grad()
+def heldout_pass1(model, tokenizer, problems, cfg, autocast):
+    """pass@1 on held-out problems: the mean reward of HELDOUT_SAMPLES samples each (unbiased)."""
+    model.eval()
+    with autocast():
+        roll = rollout.sample(model, tokenizer, [p["problem"] for p in problems], HELDOUT_SAMPLES,
+                              temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                              batch_size=cfg.gen_batch_size, sampler=cfg.sampler)
+    return sum(verify.reward(t, problems[i]["answer"]) for t, i in
+               zip(roll.texts, roll.prompt_index.tolist())) / len(roll.texts)
+
+
+# ------------------------------------------------------------------------------ the config
 
 @dataclass
 class Config:
@@ -158,134 +281,13 @@ def parse_config(argv=None):
     return cfg
 
 
-# ------------------------------------------------------------------------------ a step
-
-def batch_for_step(problems, step, cfg):
-    """The prompts of step `step` (1-based): a fresh seeded permutation every epoch, so a
-    resumed run sees exactly the prompts the uninterrupted run would have seen."""
-    B, n = cfg.prompts_per_step, len(problems)
-    out = []
-    for j in range((step - 1) * B, step * B):
-        epoch, pos = divmod(j, n)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * SEED_STRIDE + epoch))
-        out.append(problems[perm[pos].item()])
-    return out
-
-
-def micro_batch_loss(model, mb, adv, ref, cfg, denom, autocast):
-    """The loss of one micro-batch (a Rollout of n rows) and its metrics; `ref` may be None."""
-    y, mask = mb.completion_ids, mb.completion_mask  # (n, T) each
-    refs = ref._asdict() if ref is not None else {}  # ref_logp (n, T), topk_ids, topk_logp (n, T, K)
-    topk_ids = refs.get("topk_ids")  # (n, T, K) or None
-    with autocast():
-        logp, topk_logp, entropy = rollout.policy_logps(  # (n, T), (n, T, K) or None, (n, T)
-            model, mb.input_ids, mb.attention_mask, y, temperature=cfg.temperature, topk_ids=topk_ids)
-    loss, m = apo.policy_loss(
-        logp, logp.detach(), adv, mask, kind=cfg.loss,  # departure 1: pi_old = pi_theta
-        ref_logp=refs.get("ref_logp"), topk_logp=topk_logp, ref_topk_logp=refs.get("ref_topk_logp"),
-        topk_is_sampled=(topk_ids == y[..., None]) if topk_ids is not None else None,  # (n, T, K)
-        beta=cfg.beta, lam=cfg.lam, kl_coef=cfg.kl_coef, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
-        agg=cfg.agg, max_len=cfg.max_new_tokens, denom=denom)
-    m["entropy"] = ((entropy * mask).sum() / mask.sum().clamp_min(1)).item()  # exact H, mean over tokens
-    return loss, m
-
-
-def loss_and_backward(model, roll, adv, ref, cfg, autocast):
-    """Step 5: the policy loss over micro-batches; gradients accumulate in model's .grad.
-
-    Every micro-batch divides by the *whole step's* divisor (apo.loss_denom), so the summed
-    gradient is the full-batch gradient whatever the micro-batching (tested); trimming a
-    micro-batch to its own width drops only columns that are padding in all its rows.
-    Returns the step's metrics: token-weighted means over micro-batches, and the loss.
-    """
-    denom = apo.loss_denom(roll.completion_mask, cfg.agg, cfg.max_new_tokens)  # full-step divisor
-    sums, weights, total_loss = defaultdict(float), defaultdict(float), 0.0
-    for rows in roll.micro_batches(cfg.micro_batch_tokens, cfg.micro_batch_size):  # by a token budget
-        mb = roll.rows(rows).trimmed()  # only the columns some row of this micro-batch uses
-        mb_ref = ref.rows(rows, mb.completion_ids.shape[1]) if ref is not None else None
-        loss, m = micro_batch_loss(model, mb, adv[rows], mb_ref, cfg, denom, autocast)
-        loss.backward()
-        total_loss += loss.item()
-        for key, value in m.items():  # a plain weighted sum; the weights are token counts
-            w = m[apo.METRIC_WEIGHTS.get(key, "tokens")]
-            if key not in ("tokens", "neg_tokens") and w > 0 and not math.isnan(value):
-                sums[key] += value * w
-                weights[key] += w
-    return {k: sums[k] / weights[k] for k in sums} | {"loss": total_loss}
-
-
-def train_step(step, model, ref_model, tokenizer, optimizer, problems, cfg, autocast):
-    """One RLVR step, numbered as in the module docstring. Returns the step's metrics."""
-    clock = memory.PhaseClock(next(model.parameters()).device)  # the wall time of each numbered phase
-    # 1. B prompts, G completions each, sampled from the current policy
-    batch = batch_for_step(problems, step, cfg)
-    model.eval()  # sampling: no dropout, KV cache on
-    with autocast():
-        roll = rollout.sample(model, tokenizer, [p["problem"] for p in batch], cfg.group_size,
-                              temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                              batch_size=cfg.gen_batch_size, sampler=cfg.sampler)
-    clock.mark("gen")
-    # 2. rewards from the final answers: (B, G), 1.0 when equivalent to the gold answer
-    rewards = torch.tensor([verify.reward(text, batch[i]["answer"]) for text, i in
-                            zip(roll.texts, roll.prompt_index.tolist())]).view(-1, cfg.group_size)
-    # 3. group advantages, one per completion (N,)
-    adv = apo.group_advantages(rewards, std_normalize=not cfg.no_std).view(-1).to(roll.input_ids.device)
-    clock.mark("reward")
-    # 4. the frozen reference: log pi_ref at the sampled tokens and its top-K (no grad)
-    ref = None
-    if ref_model is not None:
-        with autocast():
-            ref = rollout.reference_pass(ref_model, roll, top_k=cfg.top_k, temperature=cfg.temperature,
-                                         chunk_size=cfg.ref_chunk_size)
-    clock.mark("ref")
-    # 5. the loss over micro-batches, gradients accumulated
-    model.train()
-    optimizer.zero_grad(set_to_none=True)
-    metrics = loss_and_backward(model, roll, adv, ref, cfg, autocast)
-    clock.mark("loss")
-    # 6. clip the gradient norm, one AdamW step
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm).item()
-    checkpoints.require_finite(step, loss=metrics["loss"], grad_norm=grad_norm)  # never step on a NaN
-    optimizer.step()
-    clock.mark("opt")
-    out = {"step": step} | metrics | rollout_metrics(roll, rewards, cfg) | clock.seconds()
-    out.update(grad_norm=grad_norm, peak_mb=rollout.peak_memory_mb(clock.device),
-               gen_tokens_per_s=out.pop("gen_tokens") / max(out["gen_seconds"], 1e-9))
-    if step % cfg.sample_every == 0 or step == 1:  # first prompt, first completion: no cherry-picking
-        out["sample"] = dict(batch[0], completion=roll.texts[0], reward=rewards[0, 0].item())
-    return out
-
-
-def rollout_metrics(roll, rewards, cfg):
-    """What the samples themselves say: reward, pass@1, pass@G, lengths (README "Metrics")."""
-    lengths = roll.completion_mask.sum(1)  # (N,) completion tokens, EOS included
-    return {"reward_mean": rewards.mean().item(),
-            "pass@1": rewards.mean().item(),  # mean over groups of c/G: the unbiased pass@1
-            f"pass@{cfg.group_size}": (rewards.max(1).values > 0).float().mean().item(),
-            "zero_std_frac": (rewards.std(1) == 0).float().mean().item(),
-            "response_len": lengths.mean().item(), "truncated_frac": roll.truncated.float().mean().item(),
-            "gen_tokens": lengths.sum().item()}
-
-
-@torch.no_grad()
-def heldout_pass1(model, tokenizer, problems, cfg, autocast):
-    """pass@1 on held-out problems: the mean reward of HELDOUT_SAMPLES samples each (unbiased)."""
-    model.eval()
-    with autocast():
-        roll = rollout.sample(model, tokenizer, [p["problem"] for p in problems], HELDOUT_SAMPLES,
-                              temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                              batch_size=cfg.gen_batch_size, sampler=cfg.sampler)
-    return sum(verify.reward(t, problems[i]["answer"]) for t, i in
-               zip(roll.texts, roll.prompt_index.tolist())) / len(roll.texts)
-
-
 # --------------------------------------------------------------------------------- setup
 
 def device_plan(cfg):
     """(device, compute dtype, autocast on, gradient checkpointing on): the one place where train.py
     asks which device it runs on. On CUDA: bf16 autocast over float32 weights and (with "auto")
     checkpointing; on a CPU: float32, neither. Tests force the CUDA answers on a CPU."""
-    device, compute_dtype = rollout.pick_device_dtype(cfg.dtype)
+    device, compute_dtype = loading.pick_device_dtype(cfg.dtype)
     use_autocast = device.type == "cuda" and compute_dtype != torch.float32
     on_cuda = cfg.gradient_checkpointing == "auto" and device.type == "cuda"
     return device, compute_dtype, use_autocast, cfg.gradient_checkpointing == "on" or on_cuda
@@ -295,14 +297,14 @@ def load_models(cfg, ckpt, device, checkpointing):
     """The policy (float32 master weights, from the checkpoint when resuming), its tokenizer, and
     the frozen reference (None when the loss needs none). The reference has float32 weights and
     runs under the same autocast as the policy: one precision path, so at step 0 its log-probs
-    are the policy's to the last bit and r_anchor is exactly 1 (departure 2)."""
+    are the policy's to the last bit and r_anchor is exactly 1 (train.py departure 2)."""
     base = tiny_lm.resolve_model(cfg.model)  # --model tiny: the CPU math LM, built once
-    model, tokenizer = rollout.load_model_and_tokenizer(ckpt or base, dtype="float32", device=device)
+    model, tokenizer = loading.load_model_and_tokenizer(ckpt or base, dtype="float32", device=device)
     if checkpointing:
         model.activation_checkpointing_enable()  # TRL's GRPO default too: activations are the big term
     ref_model = None
     if cfg.loss != "grpo" or cfg.track_safe_mass:  # the initial policy, frozen, in the policy's precision
-        ref_model, _ = rollout.load_model_and_tokenizer(base, dtype="float32", device=device)
+        ref_model, _ = loading.load_model_and_tokenizer(base, dtype="float32", device=device)
         ref_model.requires_grad_(False)
     return model, tokenizer, ref_model
 
@@ -346,12 +348,12 @@ def train(cfg):
         try:
             model, tokenizer, ref_model = load_models(cfg, ckpt, device, checkpointing)
             break
-        except rollout.ModelLoadError as e:
+        except loading.ModelLoadError as e:
             if ckpt is None:
                 raise
             checkpoints.set_aside(ckpt, f"it does not load: {str(e).split(' (')[0]}")
             ckpt, start, state = checkpoints.resume_point(cfg.out, cfg_dict)
-    problems, dropped = rollout.drop_long_prompts(problems, tokenizer, cfg.max_prompt_tokens)
+    problems, dropped = prompts.drop_long_prompts(problems, tokenizer, cfg.max_prompt_tokens)
     line, refusal = memory.check(model, cfg, device, autocast, compute_dtype.itemsize, ref_model is not None)
     print(line)
     if refusal:
@@ -387,7 +389,7 @@ def train(cfg):
 def main(argv=None):
     try:
         run(parse_config(argv))
-    except (ConfigError, data.DataError, rollout.ModelLoadError, checkpoints.RunError) as e:
+    except (ConfigError, data.DataError, loading.ModelLoadError, checkpoints.RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

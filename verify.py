@@ -33,10 +33,9 @@ Departures from plain math_verify, each kept because it grades better (multi_gpu
    1000 (math_verify: 1·000 = 0); "10 weeks", "5\\operatorname{cm}" are 10, 5 (math_verify: 10·w·e·e·k·s,
    unparsed); "2\\frac{1}{2}", "7 3/4" are mixed numbers (math_verify: 2·1/2 = 1); "32, 349" is a list.
 4. One CPU-time limit for the comparison, not math_verify's wall-clock alarms (which raise outside
-   the main thread). Main thread: a re-armed SIGALRM timer (`_with_alarm`; the caller's own handler
-   and timer are put back). Other threads: a forked child (~15 ms with torch loaded). sympy's first-call
-   costs (~0.5 s) are paid once per process before any fork (`_warm_up`): a loaded machine makes a
-   check slower, never a right answer 0. WALL_LIMIT_S is the backstop. No fork, SIGALRM (Windows): no limit.
+   the main thread): plumbing/time_limit.py (a re-armed SIGALRM timer in the main thread, a forked
+   child from other threads, a wall-clock backstop). sympy's first-call costs (~0.5 s) are paid once
+   per process outside the limit: a loaded machine makes a check slower, never a right answer 0.
 5. Answers that would make sympy build astronomically large numbers (10^{10^{10}}, (10!)!, 5000
    digits, deep nesting) are compared as normalised strings only: C big-integer arithmetic cannot
    be interrupted. Legitimate towers such as e^{x^2} lose the sympy check too.
@@ -45,33 +44,90 @@ Departures from plain math_verify, each kept because it grades better (multi_gpu
 """
 
 import argparse
-import contextlib
 import logging
-import os
 import re
-import select
-import signal
-import threading
-import time
 from fractions import Fraction
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 from math_verify.parser import get_extraction_regexes
 
+from plumbing import time_limit
+
 TIME_LIMIT_S = 2.0  # CPU seconds for one comparison; warm checks of real answers take < 0.3 s
-WALL_LIMIT_S = 20.0  # backstop: a comparison starved of CPU by other processes, or stuck
-MIN_ALARM_S = 0.01  # the shortest re-armed alarm: the CPU limit is kept to within this
-FORK_GRACE_S = 1.0  # extra wait for a forked child to start and report before we kill it
 MAX_ANSWER_CHARS = 1000  # longer "answers" are rambling, not answers: reward 0 at once
 MAX_TAIL_CHARS = 4000  # math_verify's patterns (cost ∝ length²) search this much of the end (worst ~0.12 s)
 MAX_GAP_CHARS = 60  # the longest connector between two boxes of one answer
 MAX_NESTING = 50  # deeper (([{ nesting only appears in garbage; sympy recursion is slow
-MAX_DIGITS = 100  # longer digit runs: string comparison only (departure 5)
+MAX_DIGITS = 100  # longer digit runs: string comparison only (verify.py departure 5)
 MAX_EXPONENT_DIGITS = 4  # 2^{2024} is a real competition answer; 9^{99999999} is not
 BOX_PRIORITY = 50  # math_verify's rank for a box: with "final answer ... is", after "... I hope"
+REL_TOL = {"minerva": 1e-4, "math-ai/minervamath": 1e-4}  # QwenLM/Qwen2.5-Math evaluation/grader.py
+
+
+def extract_answer(text) -> str | None:
+    """The final answer in a completion, or None; `reward` grades exactly this string.
+
+    >>> extract_answer(r"The roots are \\boxed{-2} and \\boxed{1}.")
+    '-2, 1'
+    >>> extract_answer(r"\\boxed{12") is None  # cut off mid-box: no answer
+    True
+    """
+    try:
+        answer = _final_answer(_as_text(text))
+        return answer if answer and len(answer) <= MAX_ANSWER_CHARS else None
+    except Exception:  # a bug here must cost one reward, not the training run
+        return None
+
+
+def is_equivalent(pred, gold, timeout_s: float = TIME_LIMIT_S, benchmark: str | None = None) -> bool:
+    """True when the predicted answer equals the gold answer (pred first, unlike math_verify).
+
+    Cheapest test first: equal normalised strings, then exact rationals, then sympy through math_verify
+    under a `timeout_s` CPU-time limit. Unparseable or too slow: False. `benchmark`: verify.py departure 7.
+
+    >>> is_equivalent("0.5", r"\\dfrac{1}{2}"), is_equivalent("(0,1]", "[0,1]")
+    (True, False)
+    """
+    try:
+        pred, gold = [next(g for g in m.groups() if g is not None).strip() if m else s  # "$x$" is "x"
+                      for s in (_as_text(pred), _as_text(gold)) for m in [_MATH_ENV_RE.fullmatch(s)]]
+        if not pred or not gold or max(len(pred), len(gold)) > MAX_ANSWER_CHARS:
+            return False
+        pred_key, gold_key = _normalize(pred), _normalize(gold)
+        if pred_key and pred_key == gold_key:
+            return True
+        gold_num, rel_tol = _as_fraction(gold_key), REL_TOL.get(benchmark, 0)
+        if gold_num is not None and "e" in gold_key.lower():  # verify.py departure 6: 7.5e-5 is a number
+            gold = str(gold_num)
+        if rel_tol and gold_num is not None and (measured := _MEASURED_RE.fullmatch(pred)):  # departure 7
+            pred, pred_key = measured[1], _normalize(measured[1])  # the value, without its unit
+        pred_num = _as_fraction(pred_key)
+        if pred_num is not None and gold_num is not None:
+            if abs(pred_num - gold_num) <= Fraction(rel_tol) * max(abs(pred_num), abs(gold_num)):
+                return True  # equal, or within a benchmark's tolerance
+            if rel_tol or "." not in pred_key + gold_key or re.search(r"[eE^]", pred_key + gold_key):
+                return False  # exact rationals, powers of ten (verify.py departure 6); decimals: sympy
+        if not (_sympy_safe(pred) and _sympy_safe(gold)):
+            return False
+        time_limit.warm_up_once("sympy", _sympy_equal, WARM_UP)  # verify.py departure 4: first-call costs
+        return time_limit.call(_sympy_equal, (pred, gold), timeout_s)  # False when it runs out of time
+    except (Exception, time_limit.TimeUp):
+        return False
+
+
+def reward(completion, gold, benchmark: str | None = None) -> float:
+    """1.0 if the completion's final answer is equivalent to gold, else 0.0 (`benchmark`: departure 7).
+
+    >>> reward(r"\\boxed{1,000\\text{ cm}^2}", "1000"), reward(r"\\boxed{300 K}", "300", benchmark="minerva")
+    (1.0, 1.0)
+    """
+    return 1.0 if is_equivalent(extract_answer(completion), gold, benchmark=benchmark) else 0.0
+
+
+# ------------------------------------------------------------ how answers are found and compared
+
 UNITS = ("units?|square units|cm|mm|km|meters?|metres?|inches|inch|feet|foot|ft|yards?|miles?|mph|degrees?|"
          "dollars?|cents?|hours?|minutes?|seconds?|days?|weeks?|years?|kg|grams?|pounds?")
-REL_TOL = {"minerva": 1e-4, "math-ai/minervamath": 1e-4}  # QwenLM/Qwen2.5-Math evaluation/grader.py
 WRAPPERS = "text|textnormal|textrm|textit|textbf|textsf|texttt|mbox|hbox|mathrm|mathit|mathbf|operatorname"
 WARM_UP = [  # (pred, gold): one answer of each kind, so sympy imports and caches what they use
     ("x^2+2x+1", "(x+1)^2"), (r"\frac{1}{2}", "0.5"), (r"2\sqrt{3}+\pi", r"\sqrt{12}+\pi"), ("x=3", "3"),
@@ -101,17 +157,15 @@ _FRAC_RE = re.compile(r"(-?)\\frac\{(-?\d+)\}\{(\d+)\}")
 _BARE_FRAC_RE = re.compile(r"\\frac\s*(?:\{(\d+)\}|(\d))\s*(?:\{(\d+)\}|(\d))")  # \frac12, \frac1{72}
 _MIXED_RE = re.compile(r"(-?)(\d+) ?(?:(\d+)/(\d+)|\\frac\{(\d+)\}\{(\d+)\})")  # 7 3/4, 2\frac{1}{2}
 _MATH_ENV_RE = re.compile(r"\$\$?([^$]*)\$?\$|\\\((.*)\\\)|\\\[(.*)\\\]", re.DOTALL)
-_HUGE_RE = re.compile("|".join([  # departure 5: each alternative is one way to ask for a giant number
+_HUGE_RE = re.compile("|".join([  # verify.py departure 5: each one a way to ask for a giant number
     r"\d{%d}" % (MAX_DIGITS + 1),  # a very long literal
     r"(?:\^|\*\*)\s*\{?\s*[-+]?\d{%d}" % (MAX_EXPONENT_DIGITS + 1),  # 9^{99999999}
     r"\^\s*(?:\{[^{}]*\}|\\[a-zA-Z]+|\w)\s*\^",  # a tower: 2^3^4 (but x^2y^2 is fine)
     r"\*\*\s*[\w.]+\s*\*\*",  # a tower in Python syntax: 10**10**10
     r"\d{5,}\s*[)}]*\s*!|!\s*[)}]*\s*!",  # 12345!, or a factorial of one: (10!)!
 ]))  # fmt: skip
-# math_verify warns once that its own timeouts are off; ours replace them (departure 4).
+# math_verify warns once that its own timeouts are off; ours replace them (verify.py departure 4).
 logging.getLogger("math_verify").setLevel(logging.ERROR)
-_warm_lock = threading.Lock()
-_warm = False
 
 
 def _answer_patterns() -> list[tuple[int, list[re.Pattern]]]:
@@ -125,10 +179,6 @@ def _answer_patterns() -> list[tuple[int, list[re.Pattern]]]:
 
 
 _PATTERNS = _answer_patterns()
-
-
-class _TimeUp(BaseException):
-    """Raised at the time limit: a BaseException, which sympy's `except Exception` cannot swallow."""
 
 
 def _as_text(x) -> str:
@@ -190,7 +240,7 @@ def _match_answer(match: re.Match) -> str:
     decimal = next((v for k, v in groups.items() if k.startswith("decimal")), "")
     digits = re.sub(r"\D", "", integer).lstrip("0") or "0"  # as math_verify reads it: "1 000" is 1000
     number = ("-" if integer.startswith("-") else "") + digits + decimal.replace(",", ".")
-    exponent = _EXPONENT_RE.match(match.string, match.end())  # departure 6: "4.5e33" is one number
+    exponent = _EXPONENT_RE.match(match.string, match.end())  # verify.py departure 6: "4.5e33" is one number
     return number + (exponent.group() if exponent else "") + ("\\%" if groups.get("percent") else "")
 
 
@@ -234,7 +284,7 @@ def _as_fraction(key: str) -> Fraction | None:
         m = _FRAC_RE.fullmatch(key)
         if m:
             return Fraction(int(m[2]), int(m[3])) * (-1 if m[1] else 1)
-        m = _MIXED_RE.fullmatch(key)  # a mixed number, if its fraction is proper (departure 3)
+        m = _MIXED_RE.fullmatch(key)  # a mixed number, if its fraction is proper (verify.py departure 3)
         if m and int(m[3] or m[5]) < int(m[4] or m[6]):
             return (int(m[2]) + Fraction(int(m[3] or m[5]), int(m[4] or m[6]))) * (-1 if m[1] else 1)
     except (ValueError, ZeroDivisionError):
@@ -243,7 +293,7 @@ def _as_fraction(key: str) -> Fraction | None:
 
 
 def _sympy_safe(s: str) -> bool:
-    """Departure 5: False where sympy would be asked to build an astronomically large number: deep
+    """verify.py departure 5: False where sympy would be asked to build an astronomically large number: deep
     nesting, a ^ inside an exponent's braces (10^{10^{10}}, 2^{\\frac{1}{2^{1000}}}), or _HUGE_RE."""
     depth = deepest = open_exponents = 0
     braces, previous = [], ""  # braces: one flag per open "{", True if it opens an exponent
@@ -266,135 +316,10 @@ def _sympy_equal(pred: str, gold: str) -> bool:
     return bool(gold_parsed and pred_parsed and verify(gold_parsed, pred_parsed, timeout_seconds=None))
 
 
-def _warm_up():
-    """sympy's first-call costs, paid once per process outside any limit: children fork warm."""
-    global _warm
-    with _warm_lock:
-        if not _warm:
-            for pred, gold in WARM_UP:
-                with contextlib.suppress(Exception):  # a failed warm-up must not fail its caller
-                    _sympy_equal(pred, gold)
-            _warm = True
-
-
-def _with_alarm(fn, args, limit_s: float) -> bool:
-    """fn(*args) in the main thread, stopped once this thread has used limit_s of CPU time. CPU time
-    never runs faster than the clock, so the alarm is set to the CPU budget left and set again when
-    it rings early (waiting for a busy CPU does not count): a check that ends in time sees none."""
-    cpu_start, wall_start = time.thread_time(), time.monotonic()
-
-    def ring(signum, frame):
-        left = min(limit_s - (time.thread_time() - cpu_start), WALL_LIMIT_S - (time.monotonic() - wall_start))
-        if left <= 0:
-            raise _TimeUp
-        signal.setitimer(signal.ITIMER_REAL, max(left, MIN_ALARM_S))
-
-    old_handler = signal.signal(signal.SIGALRM, ring)
-    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, min(limit_s, WALL_LIMIT_S))
-    try:
-        try:
-            return bool(fn(*args))
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            (lambda: None)()  # entering Python code runs the handler of a last ring: `ring`, not the caller's
-    except _TimeUp:  # also when the alarm lands inside the finally above
-        return False
-    finally:
-        signal.signal(signal.SIGALRM, old_handler)
-        if old_delay > 0:  # the caller's own timer, delayed by at most this check
-            left = old_delay - (time.monotonic() - wall_start)
-            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), old_interval)
-
-
-def _in_child(fn, args, limit_s: float) -> bool:
-    """fn(*args) in a forked child, killed if it has not answered within WALL_LIMIT_S. The forking
-    thread is the child's main thread (SIGALRM works there); os.fork works in a daemonic Pool worker."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: always leave through os._exit, never back into the caller's code
-        try:
-            os.close(read_fd)
-            os.write(write_fd, b"1" if _with_alarm(fn, args, limit_s) else b"0")
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    ready = []
-    try:
-        ready, _, _ = select.select([read_fd], [], [], WALL_LIMIT_S + FORK_GRACE_S)
-        return bool(ready) and os.read(read_fd, 1) == b"1"
-    finally:
-        os.close(read_fd)
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-
-
-def extract_answer(text) -> str | None:
-    """The final answer in a completion, or None; `reward` grades exactly this string.
-
-    >>> extract_answer(r"The roots are \\boxed{-2} and \\boxed{1}.")
-    '-2, 1'
-    >>> extract_answer(r"\\boxed{12") is None  # cut off mid-box: no answer
-    True
-    """
-    try:
-        answer = _final_answer(_as_text(text))
-        return answer if answer and len(answer) <= MAX_ANSWER_CHARS else None
-    except Exception:  # a bug here must cost one reward, not the training run
-        return None
-
-
-def is_equivalent(pred, gold, timeout_s: float = TIME_LIMIT_S, benchmark: str | None = None) -> bool:
-    """True when the predicted answer equals the gold answer (pred first, unlike math_verify).
-
-    Cheapest test first: equal normalised strings, then exact rationals, then sympy through math_verify
-    under a `timeout_s` CPU-time limit. Unparseable or too slow: False. `benchmark`: departure 7.
-
-    >>> is_equivalent("0.5", r"\\dfrac{1}{2}"), is_equivalent("(0,1]", "[0,1]")
-    (True, False)
-    """
-    try:
-        pred, gold = [next(g for g in m.groups() if g is not None).strip() if m else s  # "$x$" is "x"
-                      for s in (_as_text(pred), _as_text(gold)) for m in [_MATH_ENV_RE.fullmatch(s)]]
-        if not pred or not gold or max(len(pred), len(gold)) > MAX_ANSWER_CHARS:
-            return False
-        pred_key, gold_key = _normalize(pred), _normalize(gold)
-        if pred_key and pred_key == gold_key:
-            return True
-        gold_num, rel_tol = _as_fraction(gold_key), REL_TOL.get(benchmark, 0)
-        gold = str(gold_num) if gold_num is not None and "e" in gold_key.lower() else gold  # departure 6
-        if rel_tol and gold_num is not None and (measured := _MEASURED_RE.fullmatch(pred)):  # departure 7
-            pred, pred_key = measured[1], _normalize(measured[1])  # the value, without its unit
-        pred_num = _as_fraction(pred_key)
-        if pred_num is not None and gold_num is not None:
-            if abs(pred_num - gold_num) <= Fraction(rel_tol) * max(abs(pred_num), abs(gold_num)):
-                return True  # equal, or within a benchmark's tolerance
-            if rel_tol or "." not in pred_key + gold_key or re.search(r"[eE^]", pred_key + gold_key):
-                return False  # exact rationals, or powers of ten (departure 6); decimals go on to sympy
-        if not (_sympy_safe(pred) and _sympy_safe(gold)):
-            return False
-        if not (hasattr(signal, "setitimer") and hasattr(os, "fork")):
-            return _sympy_equal(pred, gold)  # departure 4: no way to interrupt here
-        _warm_up()
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        return (_with_alarm if in_main_thread else _in_child)(_sympy_equal, (pred, gold), timeout_s)
-    except (Exception, _TimeUp):
-        return False
-
-
-def reward(completion, gold, benchmark: str | None = None) -> float:
-    """1.0 if the completion's final answer is equivalent to gold, else 0.0 (`benchmark`: departure 7).
-
-    >>> reward(r"\\boxed{1,000\\text{ cm}^2}", "1000"), reward(r"\\boxed{300 K}", "300", benchmark="minerva")
-    (1.0, 1.0)
-    """
-    return 1.0 if is_equivalent(extract_answer(completion), gold, benchmark=benchmark) else 0.0
-
-
 if __name__ == "__main__":
     cli = argparse.ArgumentParser(description="Extract the final answer and score it.")
     cli.add_argument("completion", help='model output, e.g. "so it is \\boxed{42}."')
     cli.add_argument("gold", help='reference answer, e.g. "42" or "\\frac{1}{2}"')
-    cli.add_argument("--benchmark", help='the rules of one benchmark: "minerva" (departure 7)')
+    cli.add_argument("--benchmark", help='the rules of one benchmark: "minerva" (verify.py departure 7)')
     a = cli.parse_args()
     print(f"answer: {extract_answer(a.completion)!r}\nreward: {reward(a.completion, a.gold, a.benchmark)}")

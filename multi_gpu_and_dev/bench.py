@@ -40,6 +40,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository root
 if ROOT not in sys.path:  # `python multi_gpu_and_dev/bench.py`: the repository root is not on the path
     sys.path.insert(0, ROOT)
+from plumbing import loading, prompts  # noqa: E402
+
 QWEN_VOCAB = 151_936  # Qwen2.5's embedding rows
 SHAPES = {  # toy.random_qwen2.qwen2_model arguments; qwen2.5-1.5b copies Qwen2.5-Math-1.5B's config.json
     "small": dict(hidden=128, intermediate=512, layers=2, heads=4, kv_heads=2, vocab_size=8192,
@@ -126,7 +128,6 @@ def trl_worker(model_dir, data_file, s):
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    import rollout
     cuda = torch.cuda.is_available()
     ds = load_dataset("json", data_files=data_file, split="train").rename_column("problem", "prompt")
     n = s["prompts"] * s["group"]
@@ -155,7 +156,7 @@ def trl_worker(model_dir, data_file, s):
     trainer.train()
     device = torch.device("cuda" if cuda else "cpu")
     print(json.dumps({"step_s": statistics.median(times[WARMUP_STEPS:]),
-                      "peak_mb": rollout.peak_memory_mb(device)}))
+                      "peak_mb": loading.peak_memory_mb(device)}))
 
 
 def logprob_worker(mode, rows, tokens, hidden):
@@ -188,8 +189,8 @@ def sampler_worker(model_dir, batch, tokens):
     import rollout
     from plumbing import fast_sampler
     cuda = torch.cuda.is_available()
-    model, tok = rollout.load_model_and_tokenizer(model_dir, dtype="bfloat16" if cuda else "float32")
-    prompt = rollout.format_prompt(tok, "What is 12 + 30?")
+    model, tok = loading.load_model_and_tokenizer(model_dir, dtype="bfloat16" if cuda else "float32")
+    prompt = prompts.format_prompt(tok, "What is 12 + 30?")
     enc = tok([prompt] * batch, return_tensors="pt", add_special_tokens=False).to(model.device)
     cfg = rollout.sampling_config(model, tok, max_new_tokens=tokens)
     cfg.eos_token_id = [-1]  # nothing stops early: every run decodes exactly `tokens` steps
@@ -222,8 +223,7 @@ def _memory_now(device):
 
 
 def _peak(device):
-    import rollout
-    return rollout.peak_memory_mb(device)
+    return loading.peak_memory_mb(device)
 
 
 def _worker_json(args, timeout=None):

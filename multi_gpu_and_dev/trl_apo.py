@@ -70,6 +70,7 @@ from trl.trainer.utils import create_model_from_path, disable_dropout_in_model, 
 import apo
 import rollout
 import verify
+from plumbing import prompts
 
 TESTED_TRL = ("1.16.0", "1.17.0")  # [low, high): the private methods overridden below are those of TRL 1.16
 LOSS_TYPE_TO_AGG = {"dapo": "token_mean", "bnpo": "token_mean", "grpo": "seq_mean", "dr_grpo": "constant"}
@@ -135,9 +136,9 @@ def math_reward(completions, answer, **kwargs):
 
 
 def prompt_column(tokenizer, problem):
-    """The `prompt` TRL should get so that the model sees exactly rollout.format_prompt's text: chat
+    """The `prompt` TRL should get so that the model sees exactly prompts.format_prompt's text: chat
     messages (TRL applies the template, generation prompt included) or, without a template, the plain text."""
-    return rollout.prompt_messages(tokenizer, problem) or rollout.format_prompt(tokenizer, problem)
+    return prompts.prompt_messages(tokenizer, problem) or prompts.format_prompt(tokenizer, problem)
 
 
 class APOTrainer(GRPOTrainer):

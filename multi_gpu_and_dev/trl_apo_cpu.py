@@ -9,7 +9,7 @@ Several GPUs: the same script under `accelerate launch` with a DeepSpeed config 
 Every GRPOConfig flag works (`--help` lists them all), plus --apo_loss, --apo_beta, --apo_lam, --apo_top_k and
 --apo_kl_coef; the defaults below are the CPU smoke run's, so a real run sets its sizes explicitly.
 
-It loads problems with data.load_problems, gives TRL a `prompt` column that renders to rollout.format_prompt's
+It loads problems with data.load_problems, gives TRL a `prompt` column that renders to prompts.format_prompt's
 text, rewards with verify.reward (trl_apo.math_reward) and trains with trl_apo.APOTrainer. It prints one
 fixed-format line per logged step, writes the same metrics to OUTPUT_DIR/metrics.jsonl and the final model to
 OUTPUT_DIR/final. Bad input (a flag, the data, an unreadable model) ends with one `error: ...` line and
@@ -40,9 +40,8 @@ from transformers import AutoTokenizer, HfArgumentParser, PrinterCallback, Progr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python multi_gpu_and_dev/x.py`: put the repository root on the path
 
-import rollout  # noqa: E402
 from multi_gpu_and_dev.trl_apo import APOConfig, APOTrainer, math_reward, prompt_column  # noqa: E402
-from plumbing import checkpoints, cli, data  # noqa: E402
+from plumbing import checkpoints, cli, data, loading, prompts  # noqa: E402
 from toy.random_qwen2 import TOY_PROBLEMS, build_random_qwen2  # noqa: E402
 
 RANDOM_MODEL_SUBDIR = "random-qwen2"  # without --model: built inside --output_dir, so two runs never collide
@@ -74,7 +73,8 @@ def fail(message):
 
 
 def has_digit_reward(completions, **kwargs):
-    """1.0 when the completion contains a digit: a plumbing reward for the random Qwen2 (departure 2)."""
+    """1.0 when the completion contains a digit: a plumbing reward for the random Qwen2
+    (trl_apo_cpu.py departure 2)."""
     texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
     return [float(any(ch.isdigit() for ch in text)) for text in texts]
 
@@ -113,7 +113,7 @@ def load_dataset_for_trl(script, tokenizer):
         problems = data.load_problems(script.dataset, script.split, levels=levels, limit=script.limit or None)
     else:
         problems = TOY_PROBLEMS[:script.limit or None]
-    problems, _ = rollout.drop_long_prompts(problems, tokenizer, script.max_prompt_tokens,  # as train.py
+    problems, _ = prompts.drop_long_prompts(problems, tokenizer, script.max_prompt_tokens,  # as train.py
                                             flag="--max_prompt_tokens")
     return Dataset.from_list([{"prompt": prompt_column(tokenizer, p["problem"]), "answer": p["answer"]}
                               for p in problems])
@@ -150,7 +150,7 @@ def main(argv=None):
             if state.is_main_process:
                 build_random_qwen2(random_dir)
         script.model = random_dir
-    model_name = rollout.resolve_model_name(script.model)  # a bare Qwen name means Qwen/..., as train.py
+    model_name = loading.resolve_model_name(script.model)  # a bare Qwen name means Qwen/..., as train.py
     try:  # left padding and pad = EOS when missing, as TRL loads its own processing class
         tokenizer = AutoTokenizer.from_pretrained(model_name, padding_side="left", truncation_side="left")
         dataset = load_dataset_for_trl(script, tokenizer)

@@ -1,8 +1,8 @@
 """Watching a run: the line train.py prints for every step, and the training curves of one or more
 runs, drawn from their metrics.jsonl; also eval.py's pass@k figure (`draw_pass_at_k`).
 
-    python curves.py runs/apo                          # writes runs/apo/curves.png
-    python curves.py runs/apo runs/grpo -o cmp.png     # several runs overlaid, one colour each
+    python -m plumbing.curves runs/apo                          # writes runs/apo/curves.png
+    python -m plumbing.curves runs/apo runs/grpo -o cmp.png     # several runs overlaid, one colour each
 
 train.py calls `refresh(OUT)` at every checkpoint and at the end, so OUT/curves.png follows a
 long run a person watches; this script redraws it for a finished or a running run (a
@@ -208,7 +208,8 @@ def draw_pass_at_k(runs, path):
 
 def main(argv=None):
     """The CLI; returns the exit code (2 with one `error: ...` line when there is nothing to draw)."""
-    ap = argparse.ArgumentParser(description="Draw training curves from runs' metrics.jsonl.")
+    ap = argparse.ArgumentParser(prog="python -m plumbing.curves",
+                                 description="Draw training curves from runs' metrics.jsonl.")
     ap.add_argument("runs", nargs="+", help="run folders (the --out of train.py) or metrics.jsonl files")
     ap.add_argument("-o", "--out", default=None,
                     help=f"image path; default RUN/{FILE} for one run, ./{FILE} for several")

@@ -8,7 +8,7 @@ Shared by train.py (`--dataset`) and eval.py (`--benchmarks`). Every source beco
 Sources:
 - a local `.jsonl`, `.json` or `.parquet` file;
 - a benchmark name from BENCHMARKS (the usual hub copies of the five math benchmarks);
-- `arith`: the synthetic arithmetic task of tasks.py (splits `train` and `test`);
+- `arith`: the synthetic arithmetic task of toy/tasks.py (splits `train`, `val` and `test`);
 - any other hub dataset id (`--split` picks the split).
 Fields: the problem from `problem`, `question` or `prompt`; the answer from `answer` or
 `final_answer` (a list keeps its first usable entry; a gold written as `\\boxed{...}` is
@@ -46,7 +46,7 @@ BENCHMARKS = {
     "olympiadbench": ("math-ai/olympiadbench", None, "test"),
 }
 MATH_TRAIN = "DigitalLearningGmbH/MATH-lighteval"  # MATH train split, with `level` and `solution`
-SYNTHETIC = ("arith",)  # generated locally by tasks.py: splits "train" and "test"
+SYNTHETIC = ("arith",)  # generated locally by toy/tasks.py: splits "train", "val" and "test"
 BOXED_GOLD = re.compile(r"\$?\s*\\boxed\s*\{(.*)\}\s*\$?", re.S)  # a whole gold answer in one \boxed{}
 EMPTY_CHECK_BYTES = 1 << 16  # a file this short with only whitespace is reported as empty
 NORMALIZE_SLACK = 4  # code points a tokenizer's normalizer may compose into one, plus a margin
@@ -204,7 +204,7 @@ def load_problems(spec, split=None, *, levels=None, limit=None, max_chars=None):
     """
     if limit is not None and limit < 1:
         raise DataError(f"the problem limit must be at least 1, got {limit}")
-    if spec in SYNTHETIC:  # no download: tasks.py generates the problems
+    if spec in SYNTHETIC:  # no download: toy/tasks.py generates the problems
         return tasks.arith_problems(split or "test")[:limit]
     rows = load_rows(spec, split)
     columns = set(rows.column_names)

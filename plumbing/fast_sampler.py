@@ -38,6 +38,8 @@ Departures: none from the method; where this path cannot run (no CUDA, an attent
 do not know, a capture error) rollout.sample falls back to `generate`, which is always correct.
 """
 
+import warnings
+
 import torch
 
 STOP_CHECK_EVERY = 16  # decode steps between "all finished?" checks (each one syncs the GPU)
@@ -249,3 +251,27 @@ def _capture(step, emulate=False):
     with torch.cuda.graph(graph):
         out = step()
     return graph, out
+
+
+def generate_in_batches(model, prompt_ids, prompt_mask, config, batch_size, sampler="auto"):
+    """Completion ids (N, T) for left-padded prompts (N, P), `batch_size` rows at a time: with
+    `static_generate` where `wanted` says so, else `generate`. A failure of the static path warns
+    once and falls back to `generate` (sampler "static" re-raises it). Batches that stop early are
+    right-padded with the config's pad id to the longest."""
+    pieces, P, use_static = [], prompt_ids.shape[1], wanted(sampler, prompt_ids.device)
+    for start in range(0, prompt_ids.shape[0], batch_size):
+        ids, attn = prompt_ids[start:start + batch_size], prompt_mask[start:start + batch_size]
+        if use_static:
+            try:
+                pieces.append(static_generate(model, ids, attn, config))  # (n, T_batch)
+                continue
+            except Exception as e:  # noqa: BLE001 - any failure: the slow path is always right
+                if sampler == "static":
+                    raise
+                warnings.warn(f"static sampler failed ({type(e).__name__}: {e}); using generate")
+                use_static = False
+        out = model.generate(input_ids=ids, attention_mask=attn, generation_config=config)  # (n, P+T)
+        pieces.append(out[:, P:])
+    T = max(p.shape[1] for p in pieces)
+    return torch.cat([torch.nn.functional.pad(p, (0, T - p.shape[1]), value=config.pad_token_id)
+                      for p in pieces])  # (N, T)

@@ -1,8 +1,8 @@
 """What one train.py step costs: its peak memory, estimated before the first step from a measured
 probe, and the wall time of each of its phases (PhaseClock).
 
-    python memory.py                      # the default train.py command at Qwen2.5-Math-1.5B's shape
-    python memory.py --device-gb 80 --micro-batch-tokens 65536 --gradient-checkpointing off
+    python -m plumbing.memory                      # the default train.py command at Qwen2.5-Math-1.5B's shape
+    python -m plumbing.memory --device-gb 80 --micro-batch-tokens 65536 --gradient-checkpointing off
 
 train.py prints one line with this estimate and stops, with one sentence naming the flag to
 change, when it cannot fit the device. The parts of a step's peak (METHOD.md has no memory
@@ -95,7 +95,7 @@ def _policy_forward(model, length, autocast):
     device = next(model.parameters()).device
     ids = torch.randint(0, model.config.vocab_size, (1, length), device=device)
     mask = torch.ones_like(ids)
-    with autocast():  # prompt of one token, then length - 1 completion tokens (departure 1)
+    with autocast():  # prompt of one token, then length - 1 completion tokens (memory.py departure 1)
         logp, _, _ = rollout.policy_logps(model, ids, mask, ids[:, 1:])
     return logp
 
@@ -204,7 +204,8 @@ def check(model, cfg, device, autocast, compute_bytes, with_reference):
 
 
 def _main():
-    ap = argparse.ArgumentParser(description="train.py's peak memory at Qwen2.5-Math-1.5B's shape.")
+    ap = argparse.ArgumentParser(prog="python -m plumbing.memory",
+                                 description="train.py's peak memory at Qwen2.5-Math-1.5B's shape.")
     ap.add_argument("--device-gb", type=float, default=80.0, help="device memory to compare with")
     ap.add_argument("--micro-batch-tokens", type=int, default=16384, help="as train.py")
     ap.add_argument("--gen-batch-size", type=int, default=128, help="as train.py")

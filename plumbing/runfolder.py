@@ -202,7 +202,7 @@ def claim_out(out, *, resume=False, overwrite=False, protected=()):
         raise RunError(f"--out {out!r} holds files no run of this project wrote ({', '.join(state[:3])}"
                        f"{', ...' if len(state) > 3 else ''}) and no {MARK_FILE}; a run writes only into a "
                        f"new or empty folder or its own (a run folder from before {MARK_FILE} existed: "
-                       f"`python runfolder.py --mark {out}`): give another --out")
+                       f"`python -m plumbing.runfolder --mark {out}`): give another --out")
     if state == "marked":
         _check_outputs(out, resume, overwrite)  # refuse before the lock file is touched
     check_out_dir(out)
@@ -300,7 +300,7 @@ def mark_legacy(out):
 if __name__ == "__main__":
     import sys
     if len(sys.argv) != 3 or sys.argv[1] != "--mark":
-        sys.exit("usage: python runfolder.py --mark RUN_FOLDER   (a run folder from before apo_run.json)")
+        sys.exit("usage: python -m plumbing.runfolder --mark RUN  (a run folder from before apo_run.json)")
     try:
         mark_legacy(sys.argv[2])
     except (RunError, OSError) as e:

@@ -14,8 +14,7 @@ import os
 import pytest
 import torch
 
-import rollout
-from plumbing import checkpoints
+from plumbing import checkpoints, loading
 
 CONFIG = {"loss": "apo", "lr": 1e-3, "seed": 0, "steps": 3, "resume": False}
 
@@ -23,7 +22,7 @@ CONFIG = {"loss": "apo", "lr": 1e-3, "seed": 0, "steps": 3, "resume": False}
 @pytest.fixture
 def trained(random_model_dir):
     """(model, tokenizer, optimizer) after one AdamW step, so the optimizer has per-parameter state."""
-    model, tokenizer = rollout.load_model_and_tokenizer(random_model_dir, dtype="float32", device="cpu")
+    model, tokenizer = loading.load_model_and_tokenizer(random_model_dir, dtype="float32", device="cpu")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model(torch.tensor([[1, 2, 3]])).logits.sum().backward()
     optimizer.step()

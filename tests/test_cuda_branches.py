@@ -21,7 +21,7 @@ import torch
 import rollout
 import train
 import verify
-from plumbing import checkpoints, fast_sampler, memory
+from plumbing import checkpoints, fast_sampler, loading, memory
 from toy.random_qwen2 import TOY_PROBLEMS
 
 CUDA = torch.device("cuda")  # a device object needs no GPU; nothing is allocated on it here
@@ -29,7 +29,7 @@ CUDA = torch.device("cuda")  # a device object needs no GPU; nothing is allocate
 
 @pytest.fixture(scope="module")
 def model_tok(random_model_dir):
-    return rollout.load_model_and_tokenizer(random_model_dir, dtype="float32", device="cpu")
+    return loading.load_model_and_tokenizer(random_model_dir, dtype="float32", device="cpu")
 
 
 def test_auto_picks_the_static_sampler_on_cuda_only():
@@ -128,8 +128,8 @@ def test_the_device_size_comes_from_cuda_and_the_refusal_names_the_flag(model_to
 
 def test_peak_memory_reads_the_cuda_allocator(monkeypatch):
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 3 * 2**20)
-    assert rollout.peak_memory_mb(CUDA) == 3.0
-    assert rollout.peak_memory_mb(torch.device("cpu")) > 0  # the process's peak resident set
+    assert loading.peak_memory_mb(CUDA) == 3.0
+    assert loading.peak_memory_mb(torch.device("cpu")) > 0  # the process's peak resident set
 
 
 def test_the_phase_clock_waits_for_queued_cuda_work(monkeypatch):

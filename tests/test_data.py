@@ -8,8 +8,7 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-import rollout
-from plumbing import data
+from plumbing import data, prompts
 
 GOOD = {"problem": "What is 2 + 3?", "answer": "5"}
 
@@ -90,7 +89,7 @@ def test_prompt_char_bound_never_drops_a_prompt_that_fits(random_model_dir):
     densest = tokenizer.convert_tokens_to_string([longest])
     for text in (densest * (bound // len(densest) + 1), "7" * (bound + 1), "a b " * (bound // 4 + 1)):
         assert len(text) > bound
-        assert len(tokenizer(rollout.format_prompt(tokenizer, text))["input_ids"]) > max_tokens
+        assert len(tokenizer(prompts.format_prompt(tokenizer, text))["input_ids"]) > max_tokens
 
 
 def test_cli_bad_input_exits_2_with_one_error_line(tmp_path, capsys):

@@ -22,8 +22,8 @@ import pytest
 import torch
 
 import eval as eval_cli
-import rollout
 import verify
+from plumbing import loading, prompts
 from toy.random_qwen2 import TOY_PROBLEMS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,7 +168,7 @@ def test_bad_input_returns_2_with_one_error_line(case, random_model_dir, toy_pro
 
 def slow_coverage_hits(model, tokenizer, problem, solution):
     """Hits per K for one unpadded sequence, ranking each solution token position by position."""
-    prompt = tokenizer(rollout.format_prompt(tokenizer, problem), add_special_tokens=False)["input_ids"]
+    prompt = tokenizer(prompts.format_prompt(tokenizer, problem), add_special_tokens=False)["input_ids"]
     y = tokenizer(solution, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         logits = model(torch.tensor([prompt + y])).logits[0]  # (P+T, V)
@@ -189,7 +189,7 @@ def test_topk_coverage_is_ordered_and_matches_a_slow_unpadded_loop(random_model_
     cov = json.loads((tmp_path / "out" / "results.json").read_text())["topk_coverage"]
     assert 0 <= cov["top1"] <= cov["top4"] <= cov["top8"] <= cov["top16"] <= 1
 
-    model, tokenizer = rollout.load_model_and_tokenizer(random_model_dir, dtype="float32")
+    model, tokenizer = loading.load_model_and_tokenizer(random_model_dir, dtype="float32")
     slow = [slow_coverage_hits(model, tokenizer, r["problem"], r["solution"]) for r in rows]
     tokens = sum(t for _, t in slow)
     assert cov["tokens"] == tokens
@@ -247,7 +247,7 @@ def test_two_files_with_one_name_keep_their_own_results(random_model_dir, tmp_pa
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_a_corrupt_model_safetensors_exits_2_with_one_line(damage, random_model_dir, toy_problems_file,
                                                            tmp_path, capsys):
-    """Needs rollout.load_model_and_tokenizer to turn every from_pretrained failure into ModelLoadError."""
+    """Needs loading.load_model_and_tokenizer to turn every from_pretrained failure into ModelLoadError."""
     bad = tmp_path / "model"
     shutil.copytree(random_model_dir, bad)
     weights = bad / "model.safetensors"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import rollout
-from plumbing import fast_sampler
+from plumbing import fast_sampler, loading, prompts
 from toy.random_qwen2 import TOY_PROBLEMS
 
 CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
@@ -14,7 +14,7 @@ CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def model_tok(random_model_dir):
-    return rollout.load_model_and_tokenizer(random_model_dir, dtype="float32", device="cpu")
+    return loading.load_model_and_tokenizer(random_model_dir, dtype="float32", device="cpu")
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
@@ -29,9 +29,9 @@ def test_greedy_tokens_equal_generate_to_the_end_of_the_cache(model_tok, attn, m
     device = "cuda" if mode == "cuda" else "cpu"
     model.to(device).set_attn_implementation(attn)
     try:
-        prompts = [rollout.format_prompt(tok, p["problem"] + " Explain." * i)
-                   for i, p in enumerate(TOY_PROBLEMS[:4])]
-        enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left",
+        texts = [prompts.format_prompt(tok, p["problem"] + " Explain." * i)
+                 for i, p in enumerate(TOY_PROBLEMS[:4])]
+        enc = tok(texts, return_tensors="pt", padding=True, padding_side="left",
                   add_special_tokens=False).to(device)
         assert len(set(enc["attention_mask"].sum(1).tolist())) == 4  # four different lengths
         cfg = rollout.sampling_config(model, tok, max_new_tokens=48)

@@ -9,15 +9,15 @@ import torch
 import apo
 import rollout
 import train
-from plumbing import fast_sampler
+from plumbing import fast_sampler, loading, prompts
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
 def test_cuda_graph_sampler_token_statistics(random_model_dir):
-    model, tok = rollout.load_model_and_tokenizer(random_model_dir, dtype="float32")
-    enc = tok([rollout.format_prompt(tok, "What is 2 + 3?")] * 4000, return_tensors="pt",
+    model, tok = loading.load_model_and_tokenizer(random_model_dir, dtype="float32")
+    enc = tok([prompts.format_prompt(tok, "What is 2 + 3?")] * 4000, return_tensors="pt",
               add_special_tokens=False).to("cuda")
     cfg = rollout.sampling_config(model, tok, max_new_tokens=2)
     got = fast_sampler.static_generate(model, enc["input_ids"], enc["attention_mask"], cfg, use_graph=True)
@@ -31,8 +31,8 @@ def test_cuda_graph_sampler_token_statistics(random_model_dir):
 def test_cuda_graph_sampler_under_bf16_autocast_with_float32_weights(random_model_dir):
     """train.py's real GPU configuration: float32 master weights, bf16 autocast, CUDA graph. The first
     sampled token's frequencies match the policy's own (autocast) distribution."""
-    model, tok = rollout.load_model_and_tokenizer(random_model_dir, dtype="float32")
-    enc = tok([rollout.format_prompt(tok, "What is 2 + 3?")] * 4000, return_tensors="pt",
+    model, tok = loading.load_model_and_tokenizer(random_model_dir, dtype="float32")
+    enc = tok([prompts.format_prompt(tok, "What is 2 + 3?")] * 4000, return_tensors="pt",
               add_special_tokens=False).to("cuda")
     cfg = rollout.sampling_config(model, tok, max_new_tokens=3)
     with torch.autocast("cuda", dtype=torch.bfloat16):

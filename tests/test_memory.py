@@ -5,7 +5,7 @@ import torch
 
 import rollout
 import train
-from plumbing import memory
+from plumbing import loading, memory
 from toy.random_qwen2 import build_random_qwen2
 
 
@@ -26,7 +26,7 @@ def measured_saved_bytes(fn):
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     path = build_random_qwen2(tmp_path_factory.mktemp("m"), hidden=64, layers=3, heads=4)
-    return rollout.load_model_and_tokenizer(path)[0].train()
+    return loading.load_model_and_tokenizer(path)[0].train()
 
 
 @pytest.mark.parametrize("rows,prompt,completion", [(3, 20, 40), (1, 10, 200), (6, 30, 30)])

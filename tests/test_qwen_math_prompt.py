@@ -9,6 +9,7 @@ import torch
 
 import rollout
 import verify
+from plumbing import loading, prompts
 from toy import random_qwen2
 
 TEMPLATE = Path(__file__).parent / "data" / "qwen2.5-math-1.5b.chat_template.jinja"  # tokenizer_config.json's
@@ -29,7 +30,7 @@ def qwen_math_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_tok(qwen_math_dir):
-    model, tok = rollout.load_model_and_tokenizer(qwen_math_dir)
+    model, tok = loading.load_model_and_tokenizer(qwen_math_dir)
     assert json.loads((Path(qwen_math_dir) / "generation_config.json").read_text())["eos_token_id"] \
         == tok.eos_token_id == tok.convert_tokens_to_ids("<|endoftext|>")  # <|im_end|> not listed
     return model, tok
@@ -39,7 +40,7 @@ def test_the_prompt_is_qwens_own_cot_prompt(model_tok):
     """The template's default system message already holds the instruction: the bare problem goes
     in, as in Qwen2.5-Math's own evaluation (prompt type qwen25-math-cot)."""
     _, tok = model_tok
-    assert rollout.format_prompt(tok, "What is $2 + 3$?") == (
+    assert prompts.format_prompt(tok, "What is $2 + 3$?") == (
         "<|im_start|>system\n" + INSTRUCTION + "<|im_end|>\n"
         "<|im_start|>user\nWhat is $2 + 3$?<|im_end|>\n"
         "<|im_start|>assistant\n")
@@ -59,7 +60,7 @@ def test_the_instruction_appears_exactly_once(model_tok, template, where):
     if template != "default_system":
         tok.chat_template = template
     try:
-        prompt = rollout.format_prompt(tok, "What is 2 + 3?")
+        prompt = prompts.format_prompt(tok, "What is 2 + 3?")
         assert prompt.count(INSTRUCTION) == 1 and prompt.count("What is 2 + 3?") == 1
         if where == "system":
             assert prompt.index(INSTRUCTION) < prompt.index("What is 2 + 3?")
@@ -72,12 +73,12 @@ def test_the_instruction_appears_exactly_once(model_tok, template, where):
 def test_im_end_ends_a_completion(model_tok):
     model, tok = model_tok
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
-    assert rollout.end_of_turn_id(tok) == im_end
+    assert prompts.end_of_turn_id(tok) == im_end
     assert rollout.eos_ids(model, tok) == sorted({tok.eos_token_id, im_end})
     assert im_end in rollout.sampling_config(model, tok).eos_token_id
-    tok_plain = rollout.load_model_and_tokenizer(random_qwen2.build_random_qwen2(
+    tok_plain = loading.load_model_and_tokenizer(random_qwen2.build_random_qwen2(
         Path(model.name_or_path).parent / "plain", chat_template=False))[1]
-    assert rollout.end_of_turn_id(tok_plain) is None  # no template: EOS alone ends a completion
+    assert prompts.end_of_turn_id(tok_plain) is None  # no template: EOS alone ends a completion
 
 
 def _memorize(model, tok, prompt, completion_ids, steps=400):
@@ -100,8 +101,8 @@ def test_nothing_after_im_end_is_sampled_scored_or_graded(qwen_math_dir):
     """A model that answers 4, writes <|im_end|>, then opens a new turn and answers 5 (what a base
     model does without the stop): the completion ends at <|im_end|>, the mask keeps <|im_end|>
     and nothing after it, the log-probs cover exactly those tokens, and the reward grades 4."""
-    model, tok = rollout.load_model_and_tokenizer(qwen_math_dir)
-    prompt = rollout.format_prompt(tok, "What is 2 + 2?")
+    model, tok = loading.load_model_and_tokenizer(qwen_math_dir)
+    prompt = prompts.format_prompt(tok, "What is 2 + 2?")
     answer = tok("The answer is \\boxed{4}.", add_special_tokens=False)["input_ids"]
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
     more = tok("\n<|im_start|>user\nNo, add one.<|im_end|>\n<|im_start|>assistant\nThen \\boxed{5}.",
@@ -127,10 +128,10 @@ def test_other_templates_dict_required_system_and_an_added_end_of_turn_token(mod
     saved = tok.chat_template
     try:
         tok.chat_template = {"default": random_qwen2.CHAT_TEMPLATE, "tool_use": "{{ messages }}"}
-        assert rollout.format_prompt(tok, "What is 2 + 3?").count(INSTRUCTION) == 1
+        assert prompts.format_prompt(tok, "What is 2 + 3?").count(INSTRUCTION) == 1
         tok.chat_template = ("{% if messages[0]['role'] != 'system' %}{{ raise_exception('a system message "
                              "is required') }}{% endif %}" + random_qwen2.CHAT_TEMPLATE)
-        prompt = rollout.format_prompt(tok, "What is 2 + 3?")
+        prompt = prompts.format_prompt(tok, "What is 2 + 3?")
         assert prompt.startswith("<|im_start|>system\n" + INSTRUCTION)
         tok.add_tokens([AddedToken("<|eot_id|>", special=True)])
         eot = tok.convert_tokens_to_ids("<|eot_id|>")
@@ -138,9 +139,9 @@ def test_other_templates_dict_required_system_and_an_added_end_of_turn_token(mod
         tok.chat_template = ("{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
                              "{{ m['content'] }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}"
                              "<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
-        assert rollout.end_of_turn_id(tok) == eot
+        assert prompts.end_of_turn_id(tok) == eot
         tok.chat_template = "{{ raise_exception('no') }}"
-        with pytest.raises(rollout.ModelLoadError, match="chat template renders neither"):
-            rollout.format_prompt(tok, "What is 2 + 3?")
+        with pytest.raises(loading.ModelLoadError, match="chat template renders neither"):
+            prompts.format_prompt(tok, "What is 2 + 3?")
     finally:
         tok.chat_template = saved

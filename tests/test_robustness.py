@@ -74,7 +74,7 @@ def test_an_out_that_is_a_file_or_below_one_is_refused(where, random_model_dir, 
 
 
 def test_a_corrupt_model_safetensors_is_one_error_line(random_model_dir, toy_problems_file, tmp_path, capsys):
-    """Needs rollout.load_model_and_tokenizer to turn every from_pretrained failure into ModelLoadError."""
+    """Needs loading.load_model_and_tokenizer to turn every from_pretrained failure into ModelLoadError."""
     bad = tmp_path / "model"
     shutil.copytree(random_model_dir, bad)
     os.truncate(bad / "model.safetensors", os.path.getsize(bad / "model.safetensors") // 2)
@@ -201,13 +201,13 @@ def test_a_huge_problem_is_dropped_before_it_is_tokenized(random_model_dir, tmp_
     problems = tmp_path / "p.jsonl"
     rows = [{"problem": "What is 2 + 3?", "answer": "5"}, {"problem": "1 + " * 200_000, "answer": "1"}]
     problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    seen, format_prompt = [], train.rollout.format_prompt
+    seen, format_prompt = [], train.prompts.format_prompt
 
     def recording(tokenizer, problem):
         seen.append(len(problem))
         return format_prompt(tokenizer, problem)
 
-    monkeypatch.setattr(train.rollout, "format_prompt", recording)
+    monkeypatch.setattr(train.prompts, "format_prompt", recording)
     train.main(args(random_model_dir, str(problems), tmp_path / "o", "--steps", "1"))
     assert max(seen) < 1000  # the 800k-character problem never reached the tokenizer
 

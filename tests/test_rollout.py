@@ -6,7 +6,7 @@ from transformers import GenerationConfig
 
 import apo
 import rollout
-from plumbing import fast_sampler
+from plumbing import fast_sampler, loading, prompts
 from toy.random_qwen2 import TOY_PROBLEMS
 
 PROBLEMS = [TOY_PROBLEMS[0]["problem"], TOY_PROBLEMS[5]["problem"] + " Think hard about it."]
@@ -14,7 +14,7 @@ PROBLEMS = [TOY_PROBLEMS[0]["problem"], TOY_PROBLEMS[5]["problem"] + " Think har
 
 @pytest.fixture(scope="module")
 def model_tok(random_model_dir):
-    return rollout.load_model_and_tokenizer(random_model_dir)
+    return loading.load_model_and_tokenizer(random_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_sampling_distribution_is_the_policy(model_tok):
     """generate's processed scores equal logits / temperature (no hidden top_k or penalty), and
     our forward pass reproduces those logits for the sampled tokens (same position ids)."""
     model, tok = model_tok
-    enc = tok([rollout.format_prompt(tok, p) for p in PROBLEMS], return_tensors="pt", padding=True,
+    enc = tok([prompts.format_prompt(tok, p) for p in PROBLEMS], return_tensors="pt", padding=True,
               padding_side="left", add_special_tokens=False)
     eos = rollout.eos_ids(model, tok)
     cfg = rollout.sampling_config(model, tok, temperature=0.7, max_new_tokens=8, output_scores=True,
@@ -115,24 +115,24 @@ def test_sampling_distribution_is_the_policy(model_tok):
 
 def test_prompt_uses_chat_template_or_plain_text(model_tok, random_model_dir):
     _, tok = model_tok
-    text = rollout.format_prompt(tok, "What is 1 + 1?")
-    assert text == ("<|im_start|>system\n" + rollout.PROMPT_SUFFIX + "<|im_end|>\n"  # its template shows a
+    text = prompts.format_prompt(tok, "What is 1 + 1?")
+    assert text == ("<|im_start|>system\n" + prompts.PROMPT_SUFFIX + "<|im_end|>\n"  # its template shows a
                     "<|im_start|>user\nWhat is 1 + 1?<|im_end|>\n<|im_start|>assistant\n")  # system role
     tok.chat_template = None
     try:
-        assert rollout.format_prompt(tok, "What is 1 + 1?") == rollout.PLAIN_TEMPLATE.format(
-            problem="What is 1 + 1?", suffix=rollout.PROMPT_SUFFIX)
+        assert prompts.format_prompt(tok, "What is 1 + 1?") == prompts.PLAIN_TEMPLATE.format(
+            problem="What is 1 + 1?", suffix=prompts.PROMPT_SUFFIX)
     finally:
-        tok.chat_template = rollout.load_model_and_tokenizer(random_model_dir)[1].chat_template
+        tok.chat_template = loading.load_model_and_tokenizer(random_model_dir)[1].chat_template
 
 
 def test_missing_model_folder_raises_a_clear_error(tmp_path):
-    with pytest.raises(rollout.ModelLoadError, match="does not exist"):
-        rollout.load_model_and_tokenizer(str(tmp_path / "nope"))
+    with pytest.raises(loading.ModelLoadError, match="does not exist"):
+        loading.load_model_and_tokenizer(str(tmp_path / "nope"))
 
 
 def _prompts(tok):
-    return tok([rollout.format_prompt(tok, p["problem"]) for p in TOY_PROBLEMS[:5]], return_tensors="pt",
+    return tok([prompts.format_prompt(tok, p["problem"]) for p in TOY_PROBLEMS[:5]], return_tensors="pt",
                padding=True, padding_side="left", add_special_tokens=False)
 
 
@@ -173,7 +173,7 @@ def test_static_sampler_token_statistics_match_the_policy(model_tok):
     8 bins of 50 by probability rank, so the noise is small (expected total variation ~0.03)
     while a truncated sampler (top_k=50 keeps one bin) would be far off."""
     model, tok = model_tok
-    enc = tok([rollout.format_prompt(tok, "What is 2 + 3?")] * 2000, return_tensors="pt",
+    enc = tok([prompts.format_prompt(tok, "What is 2 + 3?")] * 2000, return_tensors="pt",
               add_special_tokens=False)
     cfg = rollout.sampling_config(model, tok, max_new_tokens=1)
     torch.manual_seed(0)
@@ -207,7 +207,7 @@ def test_bf16_policy_logps_equal_the_samplers_own_logprobs(model_tok):
     logit one bf16 unit apart on some CPUs (2.6e-4 nats on 1 of 16 tokens seen here), so most
     tokens, not all, must agree to float32 noise; bf16 division leaves ~1 in 16 that close."""
     model, tok = model_tok
-    enc = tok([rollout.format_prompt(tok, p) for p in PROBLEMS], return_tensors="pt", padding=True,
+    enc = tok([prompts.format_prompt(tok, p) for p in PROBLEMS], return_tensors="pt", padding=True,
               padding_side="left", add_special_tokens=False)
     cfg = rollout.sampling_config(model, tok, temperature=0.7, max_new_tokens=8, output_scores=True,
                                   return_dict_in_generate=True)
@@ -245,7 +245,7 @@ def test_temperature_is_divided_in_float32_like_generate(model_tok):
     """From the very bf16 logits `generate` saw, gather_logp's log pi equals the log-softmax of
     generate's float32 scores; dividing the bf16 logits in bf16 (the old path) does not."""
     model, tok = model_tok
-    prompt = rollout.format_prompt(tok, "What is 2 + 3?")
+    prompt = prompts.format_prompt(tok, "What is 2 + 3?")
     enc = tok([prompt] * 4, return_tensors="pt", add_special_tokens=False)
     cfg = rollout.sampling_config(model, tok, temperature=0.7, max_new_tokens=6, output_scores=True,
                                   output_logits=True, return_dict_in_generate=True)

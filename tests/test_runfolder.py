@@ -381,8 +381,8 @@ def test_a_folder_from_before_the_mark_can_be_marked_and_resumed(finished_run, r
                                                                  toy_problems_file, tmp_path, capsys):
     run = copy_run(finished_run, tmp_path)
     (run / runfolder.MARK_FILE).unlink()
-    assert f"python runfolder.py --mark {run}" in exits_2(args(random_model_dir, toy_problems_file, run,
-                                                               "--resume"), capsys)
+    mark = f"python -m plumbing.runfolder --mark {run}"
+    assert mark in exits_2(args(random_model_dir, toy_problems_file, run, "--resume"), capsys)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
     with pytest.raises(runfolder.RunError, match="not a run folder"):

@@ -17,7 +17,7 @@ def test_every_worked_solution_is_correct_by_verify():
         a, b, c = terms
         assert int(p["answer"]) == a - b + c >= 0
         solutions = tasks.all_solutions(terms)
-        assert len(solutions) == (2 if tasks.kind_of(terms) == "both" else 1)  # no negative intermediate
+        assert len(solutions) == (2 if tasks.category_of(terms) == "both" else 1)  # no negative intermediate
         for s in solutions:  # every valid strategy reaches the gold answer
             assert verify.reward(s, p["answer"]) == 1.0
         wrong = solutions[0].rsplit("\\boxed", 1)[0] + f"\\boxed{{{int(p['answer']) + 1}}}"
@@ -26,7 +26,7 @@ def test_every_worked_solution_is_correct_by_verify():
 
 def test_only_the_rare_strategy_solves_a_hard_problem():
     terms = (37, 52, 28)  # a < b: left to right would go negative
-    assert tasks.kind_of(terms) == "hard"
+    assert tasks.category_of(terms) == "hard"
     assert [tasks.strategy_of(" " + s, terms) for s in tasks.all_solutions(terms)] == ["add_first"]
     assert tasks.strategy_of(" 37 - 52 = 15.", terms) == "left" and tasks.strategy_of(" 1", terms) == "other"
     assert [tasks.strategy_of(s, (52, 37, 58)) for s in tasks.all_solutions((52, 37, 58))] == ["left"]  # 110
@@ -41,21 +41,22 @@ def test_splits_are_disjoint_even_when_a_and_c_swap():
     assert not (keys["train"] & keys["test"] or keys["train"] & keys["val"] or keys["val"] & keys["test"])
 
 
-def test_kind_shares_are_as_designed_and_pretraining_never_shows_hard():
+def test_category_shares_are_as_designed_and_pretraining_never_shows_hard():
     problems = tasks.arith_problems("test")
-    for kind, share in tasks.KIND_SHARE.items():  # 500 problems: within ~3 standard errors
-        got = sum(tasks.kind_of(tasks.parse_problem(p["problem"])) == kind for p in problems) / len(problems)
+    for category, share in tasks.CATEGORY_SHARE.items():  # 500 problems: within ~3 standard errors
+        got = sum(tasks.category_of(tasks.parse_problem(p["problem"])) == category
+                  for p in problems) / len(problems)
         assert abs(got - share) < 0.065
     rng = random.Random(0)
     examples = [tasks.sft_example(rng, 0.5) for _ in range(300)]
-    kinds = [tasks.kind_of(tasks.parse_problem(p)) for p, _ in examples]
-    assert set(kinds) == {"both", "left_only"}
-    for (p, solution), kind in zip(examples, kinds):  # "add first" only where it works
+    categories = [tasks.category_of(tasks.parse_problem(p)) for p, _ in examples]
+    assert set(categories) == {"both", "left_only"}
+    for (p, solution), category in zip(examples, categories):  # "add first" only where it works
         strategy = tasks.strategy_of(solution, tasks.parse_problem(p))
-        assert strategy == "left" or (strategy == "add_first" and kind == "both")
+        assert strategy == "left" or (strategy == "add_first" and category == "both")
     assert any(tasks.strategy_of(s, tasks.parse_problem(p)) == "add_first" for p, s in examples)
     with pytest.raises(ValueError, match="hard"):
-        tasks.sft_example(rng, 0.5, kinds=("both", "hard"))
+        tasks.sft_example(rng, 0.5, categories=("both", "hard"))
 
 
 def test_careless_sft_solutions_are_wrong_only_in_their_last_step():
@@ -107,7 +108,7 @@ def test_quick_lm_demo_runs_end_to_end_and_writes_the_json_contract(tmp_path):
         assert r["curve"]["1"] == pytest.approx(r["pass@1"])
 
 
-@pytest.mark.parametrize("argv, message", [(["--sft-kinds", "both,hard"], "--sft-kinds takes"),
+@pytest.mark.parametrize("argv, message", [(["--sft-categories", "both,hard"], "--sft-categories takes"),
                                            (["--error-share", "1.5"], "--error-share must lie in"),
                                            (["--rare-share", "-0.1"], "--rare-share must lie in")])
 def test_bad_recipe_overrides_stop_with_one_sentence(argv, message, tmp_path, capsys):

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM
 import apo
 import rollout
 import train
+from plumbing import batching, loading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,8 +76,8 @@ def test_only_the_newest_checkpoints_are_kept(random_model_dir, toy_problems_fil
 
 @pytest.mark.parametrize("agg", apo.AGGS)
 def test_micro_batching_leaves_the_gradient_unchanged(agg, random_model_dir):
-    model, tok = rollout.load_model_and_tokenizer(random_model_dir)
-    ref, _ = rollout.load_model_and_tokenizer(random_model_dir)
+    model, tok = loading.load_model_and_tokenizer(random_model_dir)
+    ref, _ = loading.load_model_and_tokenizer(random_model_dir)
     torch.manual_seed(0)
     roll = rollout.sample(model, tok, ["What is 2 + 3?", "What is 7 - 4?"], 4, max_new_tokens=10)
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5, 0.0, 0.0, 2.0, -2.0])
@@ -96,19 +97,19 @@ def test_micro_batching_leaves_the_gradient_unchanged(agg, random_model_dir):
 
 
 def test_token_budget_micro_batches_cover_every_row_once_within_the_budget(random_model_dir):
-    model, tok = rollout.load_model_and_tokenizer(random_model_dir)
+    model, tok = loading.load_model_and_tokenizer(random_model_dir)
     torch.manual_seed(1)
     roll = rollout.sample(model, tok, ["What is 2 + 3?", "Solve for x: 2x = 14."], 6, max_new_tokens=16)
     lengths = roll.completion_mask.sum(1)
     for budget, cap in ((10**6, 0), (120, 0), (120, 2), (1, 0)):
-        groups = roll.micro_batches(budget, cap)
+        groups = batching.micro_batches(roll, budget, cap)
         assert sorted(torch.cat(groups).tolist()) == list(range(12))  # every row exactly once
         for g in groups:
-            mb = roll.rows(g).trimmed()
+            mb = batching.trimmed(roll.rows(g))
             assert len(g) == 1 or mb.input_ids.numel() <= budget  # padded size within the budget
             assert cap == 0 or len(g) <= cap
             assert mb.completion_mask.sum() == lengths[g].sum()  # trimming dropped only padding
-    assert len(roll.micro_batches(10**6)) == 1 and len(roll.micro_batches(1)) == 12
+    assert len(batching.micro_batches(roll, 10**6)) == 1 and len(batching.micro_batches(roll, 1)) == 12
 
 
 def _no_autocast():

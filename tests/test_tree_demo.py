@@ -2,8 +2,10 @@
 
 import doctest
 import json
+import math
 
 import pytest
+import torch
 
 from toy import tree_demo
 
@@ -107,3 +109,75 @@ def test_tuned_defaults_are_settings_of_their_grids():
 
 def test_docstring_examples_run():
     assert doctest.testmod(tree_demo).failed == 0
+
+
+SMALL_TRACE = ["--prompts", "8", "--steps", "25", "--trace-every", "10", "--seeds", "1"]
+
+
+def test_trace_has_step_0_every_trace_every_steps_the_last_and_every_metric():
+    cfg = tree_demo.parse_args(SMALL_TRACE)
+    steps, per_seed = tree_demo.trace(cfg, [0], tree_demo.tuned_runs(cfg))
+    assert steps == [0, 10, 20, 25]
+    assert list(per_seed) == ["base", "grpo", "grpo_kl", "kl_on_wrong", "apo"]
+    for metrics in per_seed.values():
+        assert set(metrics) == set(tree_demo.TRACE_METRICS)
+        assert all(v.shape == (1, len(steps)) for v in metrics.values())  # (seeds, steps)
+
+
+def test_at_step_0_every_method_equals_base():
+    """Every method starts from the reference: same policy, same numbers, before any update."""
+    cfg = tree_demo.parse_args(SMALL_TRACE + ["--seeds", "2"])
+    _, per_seed = tree_demo.trace(cfg, [0, 1], tree_demo.tuned_runs(cfg))
+    for name, metrics in per_seed.items():
+        for key, v in metrics.items():
+            assert torch.equal(v[:, 0], per_seed["base"][key][:, 0]), (name, key)
+    assert (per_seed["base"]["rare_kept"] == 1).all()
+
+
+def test_last_traced_step_is_the_trained_policy_of_the_default_run():
+    """The trace records the policy after each update: its last column is what run_seeds evaluates."""
+    cfg = tree_demo.parse_args(SMALL_TRACE)
+    runs = tree_demo.tuned_runs(cfg)
+    _, traced = tree_demo.trace(cfg, [0], runs)
+    final = tree_demo.run_seeds(cfg, [0], runs)
+    for name, _, _ in runs:
+        for key in ("pass@64", "coverage"):
+            assert traced[name][key][0, -1].item() == pytest.approx(final[name][key][0].item(), abs=1e-6)
+
+
+def test_rare_metrics_match_a_leaf_by_leaf_loop():
+    """rare_kept and rare_total of a perturbed policy, against a plain loop over paths and leaves."""
+    cfg = tree_demo.parse_args(["--prompts", "4", "--branching", "3", "--depth", "2", "--top-k", "2",
+                                "--correct", "3"])
+    tree, ref_logits, correct = tree_demo.make_world(cfg, seed=0)
+    logits = ref_logits + torch.randn(ref_logits.shape, generator=torch.Generator().manual_seed(1))
+    m = tree_demo.trace_point(tree, logits, ref_logits, correct, cfg.top_k)
+    log_ratios, total = [], 0.0
+    for p in range(cfg.prompts):
+        for a0 in range(3):
+            for a1 in range(3):
+                pi = (logits[p, 0].softmax(-1)[a0] * logits[p, 1 + a0].softmax(-1)[a1]).item()
+                ref = (ref_logits[p, 0].softmax(-1)[a0] * ref_logits[p, 1 + a0].softmax(-1)[a1]).item()
+                if correct[p, a0 * 3 + a1] and ref < tree_demo.RARE_MAX_PROB:
+                    log_ratios.append(math.log(pi / ref))
+                    total += pi / cfg.prompts
+    assert 0 < len(log_ratios) < correct.sum().item()  # some correct leaves rare, some not: the mask matters
+    assert m["rare_kept"] == pytest.approx(math.exp(sum(log_ratios) / len(log_ratios)), rel=1e-4)
+    assert m["rare_total"] == pytest.approx(total, rel=1e-4)
+
+
+def test_grpo_squeezes_the_rare_correct_leaves_step_after_step():
+    """Recursive Space Contraction over time, on the default world (seed 0, 60 steps): under GRPO the
+    typical rare correct leaf loses probability at every traced step, not only by the end."""
+    cfg = tree_demo.parse_args(["--steps", "60", "--trace-every", "20"])
+    steps, per_seed = tree_demo.trace(cfg, [0], [("grpo", "grpo", 0.0)])
+    kept = per_seed["grpo"]["rare_kept"][0].tolist()  # (steps,) seed 0: 1.0, then ~0.60, 0.25, 0.19
+    assert steps == [0, 20, 40, 60]
+    assert all(later < earlier for earlier, later in zip(kept, kept[1:])), kept
+    assert kept[-1] < 0.5 * kept[0]
+
+
+def test_trace_writes_its_figure(tmp_path):
+    png = tmp_path / "trace.png"
+    tree_demo.main(SMALL_TRACE + ["--trace", "--trace-plot", str(png)])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

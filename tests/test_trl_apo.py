@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 import apo  # noqa: E402
 import rollout  # noqa: E402
 from multi_gpu_and_dev.trl_apo import APOConfig, APOTrainer, prompt_column  # noqa: E402
+from plumbing import prompts  # noqa: E402
 from toy.random_qwen2 import TOY_PROBLEMS  # noqa: E402
 
 G = 4  # completions per prompt
@@ -66,7 +67,7 @@ def naive_logp(model, batch):
 def fixed_batch(tokenizer, vocab_size, greedy_model=None):
     """Two prompts of different lengths (left padding) x G random completions of lengths LENGTHS; with
     `greedy_model`, the GREEDY_ROWS take that model's most likely token at every position instead."""
-    texts = [rollout.format_prompt(tokenizer, TOY_PROBLEMS[i]["problem"]) for i in (0, 12)]
+    texts = [prompts.format_prompt(tokenizer, TOY_PROBLEMS[i]["problem"]) for i in (0, 12)]
     enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
     eos = tokenizer.eos_token_id
     ids = torch.randint(0, vocab_size, (2 * G, T_MAX), generator=torch.Generator().manual_seed(0))  # (8, T)
@@ -242,7 +243,7 @@ def test_first_pass_ratio_is_exactly_1_under_bf16(random_model_dir, tmp_path, mo
 
 def test_trl_sees_our_prompt_and_stops_where_train_py_stops(tmp_path):
     """On a tokenizer with Qwen2.5-Math-1.5B's chat template and a model that lists only <|endoftext|>:
-    TRL renders the very prompt rollout.format_prompt makes, and <|im_end|> ends its completions too."""
+    TRL renders the very prompt prompts.format_prompt makes, and <|im_end|> ends its completions too."""
     from pathlib import Path
 
     from toy import random_qwen2
@@ -253,7 +254,7 @@ def test_trl_sees_our_prompt_and_stops_where_train_py_stops(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     messages = prompt_column(tokenizer, "What is 2 + 3?")
     assert tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) \
-        == rollout.format_prompt(tokenizer, "What is 2 + 3?")
+        == prompts.format_prompt(tokenizer, "What is 2 + 3?")
     trainer = make_trainer(model_dir, tmp_path / "out", apo_loss="grpo")
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert im_end not in [trainer.model.generation_config.eos_token_id]  # the case under test

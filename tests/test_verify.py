@@ -1,7 +1,6 @@
 """Tests for verify.py: answer extraction, equivalence, the time limit, and other graders' cases.
 
 Run:  python -m pytest -q tests/test_verify.py verify.py      (CPU only, ~20 s on 2 cores)
-
 The tables are hand-checked cases; PORTED_CASES are other math graders' public test cases, tagged
 with the suite (multi_gpu_and_dev/grader_compare.py runs all of them, tests/data/grader_cases.jsonl,
 against plain math_verify): math-verify = huggingface/Math-Verify tests/, qwen2.5-math = QwenLM/Qwen2.5-Math
@@ -25,6 +24,7 @@ import pytest
 from math_verify import parse, verify
 
 import verify as V
+from plumbing import time_limit
 
 GARBAGE_BUDGET_S = 2.0  # garbage must score 0 within ~2 s
 CPU_SLACK_S = 0.3  # a check stopped by the CPU limit may run this much past it (cleanup, signal delay)
@@ -323,7 +323,7 @@ def test_cpu_time_limit_stops_a_slow_check_in_the_main_thread(monkeypatch, warm)
 
 def test_wall_clock_backstop_stops_a_check_that_waits(monkeypatch, warm):
     monkeypatch.setattr(V, "_sympy_equal", _waiting_check)
-    monkeypatch.setattr(V, "WALL_LIMIT_S", 0.3)
+    monkeypatch.setattr(time_limit, "WALL_LIMIT_S", 0.3)
     start = time.perf_counter()
     assert V.is_equivalent("x+1", "y+1") is False
     assert 0.3 <= time.perf_counter() - start < 2.0
@@ -368,10 +368,10 @@ def test_cpu_time_limit_stops_a_slow_check_in_a_thread(monkeypatch, warm):
 
 def test_child_that_ignores_the_alarm_is_killed(monkeypatch, warm):
     monkeypatch.setattr(V, "_sympy_equal", _stuck_check)
-    monkeypatch.setattr(V, "WALL_LIMIT_S", 0.3)
+    monkeypatch.setattr(time_limit, "WALL_LIMIT_S", 0.3)
     start = time.perf_counter()
     assert _in_thread(lambda: V.is_equivalent("x+1", "y+1", timeout_s=0.2)) is False
-    assert time.perf_counter() - start < 0.3 + V.FORK_GRACE_S + 1.0
+    assert time.perf_counter() - start < 0.3 + time_limit.FORK_GRACE_S + 1.0
 
 
 def test_correct_results_from_a_thread():

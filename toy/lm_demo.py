@@ -1,11 +1,11 @@
 """GRPO vs APO on an actual transformer, on a CPU: the problems RL forgets, and who keeps them.
 
-Run:  python toy/lm_demo.py                     one seed, the tuned knobs (~10-15 min on 2 cores)
+Run:  python toy/lm_demo.py                     one seed, the tuned knobs (440 s on 2 cores)
       python toy/lm_demo.py --seeds 3 --jobs 5  the README's table and figures (mean +- SE over seeds)
       python toy/lm_demo.py --tune --jobs 5     the sweep of kl_coef and beta on the `val` split
       python toy/lm_demo.py --quick             seconds: a much smaller model, every stage (CI)
 
-1. `toy/tiny_lm.py` builds (once) a ~1M-parameter Qwen2 pre-trained on `arith` (tasks.py,
+1. `toy/tiny_lm.py` builds (once) a ~1M-parameter Qwen2 pre-trained on `arith` (toy/tasks.py,
    "Compute a - b + c."): on `both` problems (left to right in 80 % of their solutions, "add
    a and c first" in 20 %) and `left_only` ones (a + c >= 100: only left to right works), a
    fifth of its solutions careless in their last step. It never sees a `hard` problem (a < b,
@@ -17,9 +17,9 @@ Run:  python toy/lm_demo.py                     one seed, the tuned knobs (~10-1
 4. A table, `OUT/lm_demo.json`, `toy/lm_demo.png` and `toy/lm_forgotten.png` (the held-out
    problems the base model solves within 64 samples and GRPO never does, and who keeps them).
 
-Fairness (STYLE rule 14): `--tune` gives kl_coef and beta four settings each on the `val`
-split with seed TUNE_SEED, neither of them reported; the rule, fixed before the sweep, takes
-the highest (pass@1 + pass@64) / 2 on `val`. Defaults kl_coef 0.1, beta 0.1 are its picks.
+Fairness (one tuning budget for every method, never on a reported split): `--tune` gives kl_coef
+and beta four settings each on the `val` split with seed TUNE_SEED, neither reported; the rule,
+fixed before the sweep, takes the highest (pass@1 + pass@64) / 2 on `val`: kl_coef 0.1, beta 0.1.
 
 Departures from train.py's defaults: lr 1e-4, not 1e-6 (a 1M-parameter model, 200 steps on a
 CPU); 8 prompts x G = 8; 48 new tokens. `--jobs J`: J processes at once, cores / J threads each.
@@ -148,7 +148,7 @@ def read_eval(out, split_file):
 
 
 def probe(model, args, seed):
-    """Share of held-out samples that "add first", per kind of problem."""
+    """Share of held-out samples that "add first", per category of problem."""
     res = tiny_lm.sampled_pass_at_k(model, 4 if args.quick else PROBE[0], PROBE[1], seed=seed)
     return res["add_first share"]
 
@@ -185,15 +185,15 @@ def summarise(per_seed):
     return out
 
 
-def forgotten(per_seed, kinds):
+def forgotten(per_seed, categories):
     """Problems the base model solves (c >= 1 in some seed) and GRPO never (c = 0 in every seed),
     with each model's solve rate c/n pooled over seeds."""
     rate = {name: [sum(col) / (len(col) * runs[0]["n"]) for col in zip(*[r["c"] for r in runs])]
             for name, runs in per_seed.items()}
     solved = [sum(col) > 0 for col in zip(*[r["c"] for r in per_seed["base"]])]
     never = [sum(col) == 0 for col in zip(*[r["c"] for r in per_seed["grpo"]])]
-    idx = sorted((i for i in range(len(kinds)) if solved[i] and never[i]), key=lambda i: -rate["base"][i])
-    return {"index": idx, "kinds": kinds, "rate": rate,
+    idx = sorted((i for i in range(len(solved)) if solved[i] and never[i]), key=lambda i: -rate["base"][i])
+    return {"index": idx, "categories": categories, "rate": rate,
             "kept": {m: sum(any(r["c"][i] > 0 for r in per_seed[m]) for i in idx) for m in per_seed}}
 
 
@@ -214,8 +214,9 @@ def print_derived(d, args):
               f"{'-' if keep is None else f'{keep:.0%}'} of its pass@1 gain")
     print(f"forgotten (base solves within {args.n}, GRPO never): {d['forgotten']} problems; still solved by: "
           + ", ".join(f"{m} {v}" for m, v in d["forgotten_kept"].items()))
-    for key, by_kind in ((key, d["by_kind"]) for key in d["by_kind"]["base"]):
-        print(f"{key:<18}" + ", ".join(f"{m} {v[key][0]:.3f} +- {v[key][1]:.3f}" for m, v in by_kind.items()))
+    for key in d["by_category"]["base"]:
+        print(f"{key:<18}" + ", ".join(f"{m} {v[key][0]:.3f} +- {v[key][1]:.3f}"
+                                       for m, v in d["by_category"].items()))
     print("'add first' share of samples (both / left_only / hard): " + ", ".join(
         f"{m} " + " / ".join(f"{x:.3f}" for x in v.values()) for m, v in d["add_first_share"].items()))
 
@@ -223,7 +224,7 @@ def print_derived(d, args):
 def report_seeds(args, base):
     """Train and evaluate every method on every report seed; the summary (the JSON contract)."""
     test_file, problems = write_split(args, "test"), tasks.arith_problems("test", args.problems)
-    kinds = [tasks.kind_of(tasks.parse_problem(p["problem"])) for p in problems]
+    of = [tasks.category_of(tasks.parse_problem(p["problem"])) for p in problems]  # each problem's category
     seeds, t, out = range(args.seeds), time.time(), args.out
     run_all([train_job(args, m, s, base, os.path.join(out, f"{m}_s{s}")) for s in seeds for m in METHODS],
             args)
@@ -243,17 +244,17 @@ def report_seeds(args, base):
     lost = summary["base"]["pass@64"] - summary["grpo"]["pass@64"]
     gain = summary["grpo"]["pass@1"] - summary["base"]["pass@1"]
     derived = {"k_star": ks, "grpo_pass@64_loss": lost, "grpo_pass@1_gain": gain}
-    for m in ("grpo_kl", "apo"):  # the issue's targets, as fractions of GRPO's loss and gain
+    for m in ("grpo_kl", "apo"):  # fractions of GRPO's pass@64 loss recovered and pass@1 gain kept
         r = summary[m]
         derived[f"{m}_recovers"] = (r["pass@64"] - summary["grpo"]["pass@64"]) / lost if lost > 0 else None
         derived[f"{m}_keeps_gain"] = (r["pass@1"] - summary["base"]["pass@1"]) / gain if gain > 0 else None
-    for_figure = forgotten(per_seed, kinds)
+    for_figure = forgotten(per_seed, of)
     derived["forgotten"], derived["forgotten_kept"] = len(for_figure["index"]), for_figure["kept"]
-    derived["add_first_share"] = {m: {kind: mean_se([x[kind] for x in v])[0] for kind in tasks.KIND_SHARE}
-                                  for m, v in strategies.items()}
-    derived["by_kind"] = {m: {f"{kind} pass@{k}": mean_se([  # each kind of problem apart
-        sum(pass_at_k(r["n"], c, k) for c, x in zip(r["c"], kinds) if x == kind) / max(1, kinds.count(kind))
-        for r in runs]) for kind in tasks.KIND_SHARE for k in (1, max(KS))} for m, runs in per_seed.items()}
+    cats, sm = tasks.CATEGORY_SHARE, strategies  # the problem categories; each model's strategy shares
+    derived["add_first_share"] = {m: {c: mean_se([x[c] for x in v])[0] for c in cats} for m, v in sm.items()}
+    derived["by_category"] = {m: {f"{cat} pass@{k}": mean_se([  # each category of problem apart
+        sum(pass_at_k(r["n"], c, k) for c, x in zip(r["c"], of) if x == cat) / max(1, of.count(cat))
+        for r in runs]) for cat in cats for k in (1, max(KS))} for m, runs in per_seed.items()}
     return summary, derived, curves, for_figure, seconds
 
 
@@ -313,16 +314,16 @@ def plot_main(summary, derived, curves, args):
             for j, c in enumerate(runs):
                 ax[i].plot(c["step"], smooth(c[key]), color=STYLE[m][0], alpha=0.8, label=None if j else m)
         ax[i].set(xlabel="RL step", title=label + " (mean of 10 steps)")
-    names, kinds = list(summary), list(tasks.KIND_SHARE)
-    for i, name in enumerate(names):  # grouped bars: one group per kind of problem, one bar per model
-        xs, vals = [x + 0.2 * i - 0.3 for x in range(len(kinds))], derived["by_kind"][name]
-        ax[4].bar(xs, [derived["add_first_share"][name][k] for k in kinds], width=0.2, color=STYLE[name][0])
-        ax[5].bar(xs, [vals[f"{k} pass@64"][0] for k in kinds], yerr=[vals[f"{k} pass@64"][1] for k in kinds],
+    names, cats = list(summary), list(tasks.CATEGORY_SHARE)
+    for i, name in enumerate(names):  # grouped bars: one group per category of problem, one bar per model
+        xs, vals = [x + 0.2 * i - 0.3 for x in range(len(cats))], derived["by_category"][name]
+        ax[4].bar(xs, [derived["add_first_share"][name][k] for k in cats], width=0.2, color=STYLE[name][0])
+        ax[5].bar(xs, [vals[f"{k} pass@64"][0] for k in cats], yerr=[vals[f"{k} pass@64"][1] for k in cats],
                   width=0.2, color=STYLE[name][0], label=name, capsize=2)
     ax[4].set(ylabel="share of samples", yscale="log", title="samples that 'add first'")
-    ax[5].set(ylabel="pass@64 (+- SE over seeds)", title="pass@64 by kind of problem")
+    ax[5].set(ylabel="pass@64 (+- SE over seeds)", title="pass@64 by category of problem")
     for a in ax[4:]:
-        a.set_xticks(range(len(kinds)), kinds)
+        a.set_xticks(range(len(cats)), cats)
     for a in ax[[0, 1, 2, 3, 5]]:
         a.legend(fontsize=8)
     fig.suptitle(f"tiny LM on CPU: {args.steps} steps, B={args.prompts_per_step}, G={args.group_size}, "
@@ -348,17 +349,17 @@ def plot_forgotten(f, args, problems, shown=40):
     cells = [[f["rate"][m][i] for m in names] for i in rows] or [[0.0] * len(names)]
     im = a0.imshow(cells, aspect="auto", cmap="viridis", vmin=0, vmax=max(0.05, max(map(max, cells))))
     a0.set_xticks(range(len(names)), names)
-    a0.set_yticks(range(len(rows)), [f"{problems[i]['problem'][8:-1]} ({f['kinds'][i]})" for i in rows],
+    a0.set_yticks(range(len(rows)), [f"{problems[i]['problem'][8:-1]} ({f['categories'][i]})" for i in rows],
                   fontsize=6)
     a0.set_title(f"forgotten by GRPO: {len(f['index'])} problems\n(base solves, GRPO never)", fontsize=9)
     fig.colorbar(im, ax=a0, label="solve rate c/n (pooled over seeds)")
     for j, m in enumerate(METHODS):
         a = fig.add_subplot(grid[j + 1])
-        for kind, marker in zip(tasks.KIND_SHARE, ("o", "s", "^")):  # hollow: both strategies work
-            xs = [f["rate"]["base"][i] for i, x in enumerate(f["kinds"]) if x == kind]
-            ys = [f["rate"][m][i] for i, x in enumerate(f["kinds"]) if x == kind]
-            a.scatter(xs, ys, s=14, marker=marker, edgecolors=STYLE[m][0], alpha=0.6, label=kind,
-                      facecolors="none" if kind == "both" else STYLE[m][0])
+        for category, marker in zip(tasks.CATEGORY_SHARE, ("o", "s", "^")):  # hollow: both strategies work
+            xs = [f["rate"]["base"][i] for i, x in enumerate(f["categories"]) if x == category]
+            ys = [f["rate"][m][i] for i, x in enumerate(f["categories"]) if x == category]
+            a.scatter(xs, ys, s=14, marker=marker, edgecolors=STYLE[m][0], alpha=0.6, label=category,
+                      facecolors="none" if category == "both" else STYLE[m][0])
         a.plot([0, 1], [0, 1], color=STYLE["base"][0], linestyle="--", lw=1)
         sqrt = (lambda x: np.sqrt(np.clip(x, 0, None)), np.square)  # spreads out the rarely solved
         a.set_xscale("function", functions=sqrt)

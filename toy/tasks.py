@@ -11,17 +11,17 @@ The task `arith` ("Compute 52 - 37 + 28."): two solution strategies, one common,
     add first:       52 + 28 = 80. 80 - 37 = 43. \\boxed{43}
 Both use the same two skills (a two-digit subtraction and a two-digit addition) and part at one
 token, the sign after the first number. The task never writes a negative or a three-digit
-number, so left to right needs a >= b and "add first" needs a + c <= 99. Three kinds of
-problems (shares KIND_SHARE in every split):
+number, so left to right needs a >= b and "add first" needs a + c <= 99. Three categories of
+problems (shares CATEGORY_SHARE in every split):
     both       a >= b, a + c <= 99     either strategy works
     left_only  a >= b, a + c >= 100    only left to right works
     hard       a < b,  a + c <= 99     only "add first" works
 The tiny LM's pre-training data (toy/tiny_lm.py) shows `both` and `left_only` problems, "add
 first" in a small share of the `both` ones, and never a `hard` one, so the base model meets a
 hard problem with a strong prior for the strategy that cannot work and solves it only when it
-samples its rare alternative. RL that sharpens its habit, left to right (rewarded on the kinds
+samples its rare alternative. RL that sharpens its habit, left to right (rewarded on the categories
 it knows, and the only way on `left_only`), can then forget the hard problems (METHOD.md §2):
-a known, countable kind of diversity to lose.
+a known, countable category of diversity to lose.
 
 Splits: a hash of (b, {a, c}) puts each problem in `train`, `val` or `test` (1 in 8 each for
 val and test), so a problem and its mirror "c - b + a" never sit in two splits. `val` is for
@@ -35,11 +35,11 @@ import hashlib
 import random
 
 TERM_MIN, TERM_MAX = 10, 99  # two-digit terms: carries and borrows, so errors depend on the path
-KIND_SHARE = {"both": 0.25, "left_only": 0.45, "hard": 0.30}  # in every split (see above)
+CATEGORY_SHARE = {"both": 0.25, "left_only": 0.45, "hard": 0.30}  # in every split (see above)
 SPLIT_BUCKETS = {"test": 0, "val": 1}  # hash % 8: bucket 0 is test, 1 is val, the rest train
 SPLIT_SIZE = {"train": 4000, "val": 500, "test": 500}  # problems arith_problems() returns by default
 STRATEGIES = ("left", "add_first")
-SFT_KINDS = ("both", "left_only")  # the kinds pre-training may show: never "hard"
+SFT_CATEGORIES = ("both", "left_only")  # the categories pre-training may show: never "hard"
 
 
 def split_of(terms):
@@ -50,7 +50,7 @@ def split_of(terms):
     return next((s for s, i in SPLIT_BUCKETS.items() if i == bucket), "train")
 
 
-def kind_of(terms):
+def category_of(terms):
     """"both", "left_only", "hard" (see the module docstring) or "neither" (never generated)."""
     a, b, c = terms
     if a >= b:
@@ -60,7 +60,7 @@ def kind_of(terms):
 
 def is_hard(terms):
     """True when only "add first" works (a < b)."""
-    return kind_of(terms) == "hard"
+    return category_of(terms) == "hard"
 
 
 def problem_text(terms):
@@ -126,22 +126,22 @@ def strategy_of(completion, terms):
     return "add_first" if text.startswith(f"{a} + {c} ") else "other"
 
 
-def random_terms(rng, kind):
-    """(a, b, c) of the given kind whose answer a - b + c is a two-digit number at most."""
+def random_terms(rng, category):
+    """(a, b, c) of the given category whose answer a - b + c is a two-digit number at most."""
     while True:
         terms = tuple(rng.randint(TERM_MIN, TERM_MAX) for _ in range(3))
-        if 0 <= result(terms) <= 99 and kind_of(terms) == kind:
+        if 0 <= result(terms) <= 99 and category_of(terms) == category:
             return terms
 
 
-def pick_kind(rng, kinds=tuple(KIND_SHARE)):
-    """One of `kinds`, drawn with the weights KIND_SHARE gives them."""
-    return rng.choices(list(kinds), weights=[KIND_SHARE[k] for k in kinds])[0]
+def pick_category(rng, categories=tuple(CATEGORY_SHARE)):
+    """One of `categories`, drawn with the weights CATEGORY_SHARE gives them."""
+    return rng.choices(list(categories), weights=[CATEGORY_SHARE[k] for k in categories])[0]
 
 
 def arith_problems(split, n=None):
     """`n` distinct problems of `split` ("train", "val" or "test"): [{"problem", "answer"}],
-    deterministic; the three kinds in the shares KIND_SHARE.
+    deterministic; the three categories in the shares CATEGORY_SHARE.
 
     >>> arith_problems("test", 2)[1]
     {'problem': 'Compute 26 - 71 + 49.', 'answer': '4'}
@@ -151,27 +151,28 @@ def arith_problems(split, n=None):
     n = SPLIT_SIZE[split] if n is None else n
     rng, seen, out = random.Random(f"arith-{split}"), set(), []
     while len(out) < n:
-        terms = random_terms(rng, pick_kind(rng))
+        terms = random_terms(rng, pick_category(rng))
         if split_of(terms) == split and terms not in seen:
             seen.add(terms)
             out.append({"problem": problem_text(terms), "answer": str(result(terms))})
     return out
 
 
-def sft_example(rng, rare_share, kinds=SFT_KINDS, error_share=0.0):
-    """(problem, worked solution) of a random *train* problem of one of `kinds` (weighted as
-    KIND_SHARE): on a `both` problem "add first" with probability `rare_share`, else left to
+def sft_example(rng, rare_share, categories=SFT_CATEGORIES, error_share=0.0):
+    """(problem, worked solution) of a random *train* problem of one of `categories` (weighted as
+    CATEGORY_SHARE): on a `both` problem "add first" with probability `rare_share`, else left to
     right (the only way on `left_only`). `hard` problems never appear in pre-training. With
     probability `error_share` the last step's result is wrong (a random other number, carried
     into the box): the careless worked solutions a base model learns from, which RL can unlearn."""
-    if not kinds or not set(kinds) <= set(SFT_KINDS):
-        raise ValueError(f"pre-training kinds must be some of {', '.join(SFT_KINDS)}, not {kinds}")
-    kind = pick_kind(rng, kinds)
+    if not categories or not set(categories) <= set(SFT_CATEGORIES):
+        raise ValueError(f"pre-training categories must be some of {', '.join(SFT_CATEGORIES)}, "
+                         f"not {categories}")
+    category = pick_category(rng, categories)
     while True:
-        terms = random_terms(rng, kind)
+        terms = random_terms(rng, category)
         if split_of(terms) == "train":
             break
-    strategy = "add_first" if kind == "both" and rng.random() < rare_share else "left"
+    strategy = "add_first" if category == "both" and rng.random() < rare_share else "left"
     last = None
     if rng.random() < error_share:
         right = result(terms)
@@ -183,5 +184,5 @@ if __name__ == "__main__":
     for split in SPLIT_SIZE:
         for p in arith_problems(split, 4):
             terms = parse_problem(p["problem"])
-            print(f"{split:<5} {kind_of(terms):<9} {p['problem']:<24} -> {p['answer']:<4} "
+            print(f"{split:<5} {category_of(terms):<9} {p['problem']:<24} -> {p['answer']:<4} "
                   + "  |  ".join(all_solutions(terms)))

@@ -7,22 +7,22 @@ Run:  python toy/tiny_lm.py            build it (or reuse the cache) and print S
 Nobody can download weights here, so the project grows its own small model and runs the *same*
 train.py / eval.py on it (METHOD.md §5, "in spirit"). Three parts:
 
-1. The task: `arith` from tasks.py ("Compute 52 - 37 + 28."), solved left to right or by
+1. The task: `arith` from toy/tasks.py ("Compute 52 - 37 + 28."), solved left to right or by
    adding a and c first. The SFT data shows `both` problems (either strategy works; "add
    first" in rare_share of them) and `left_only` ones (left to right only), never a `hard`
    one (a < b: only "add first" works), and the last step of error_share of its solutions is
-   wrong. So the base model is careless (room for RL to raise pass@1), never misses a kind it
+   wrong. So the base model is careless (room for RL to raise pass@1), never misses a category it
    was taught at k = 64, and solves hard problems only by sampling its rare strategy: the
    diversity that RL can lose (METHOD.md §2). Train, val and test splits are disjoint.
 2. The tokenizer: toy/random_qwen2.py's byte-level BPE with Qwen2's pre-tokenizer (each digit
    its own token), its merges learned from the prompt and worked solutions, pad == EOS, left
    padding, and *no* chat template, so rollout.py uses its plain "Question: ...\\nAnswer:"
-   prompt. The SFT sequences are built with `rollout.format_prompt`, the very prompt RL and
+   prompt. The SFT sequences are built with `prompts.format_prompt`, the very prompt RL and
    eval will show.
 3. The model: toy/random_qwen2.py's Qwen2 (grouped-query attention, RoPE, tied embeddings) at
    about a million parameters, pre-trained by plain next-token prediction on the worked
    solutions (loss on the completion tokens only), for 1000 steps: pass@1 ~0.5-0.6 on the
-   kinds it was trained on (its data is 20 % careless) but pass@64 1.0, and "add first" in
+   categories it was trained on (its data is 20 % careless) but pass@64 1.0, and "add first" in
    7-10 % of its samples on the hard problems it never saw (pass@1 ~0.01, pass@64 0.27-0.41
    on the first 192 / 256 test problems).
 
@@ -59,6 +59,7 @@ if ROOT not in sys.path:  # `python toy/tiny_lm.py`: the repository root is not 
     sys.path.insert(0, ROOT)
 import rollout  # noqa: E402
 import verify  # noqa: E402
+from plumbing import loading, prompts  # noqa: E402
 from toy import tasks  # noqa: E402
 from toy.random_qwen2 import qwen2_model, train_tokenizer  # noqa: E402
 
@@ -80,7 +81,7 @@ class Recipe:
     lr: float = 2e-3  # AdamW peak learning rate, cosine to 10 % after a short warmup
     warmup: int = 100  # linear warmup steps
     rare_share: float = 0.2  # `both` SFT solutions that "add first"; the rest go left to right
-    sft_kinds: str = ",".join(tasks.SFT_KINDS)  # kinds of problems in the SFT data (never "hard")
+    sft_categories: str = ",".join(tasks.SFT_CATEGORIES)  # problem categories in the SFT data (never "hard")
     error_share: float = 0.2  # SFT solutions whose last step is wrong (room for RL to sharpen)
     seed: int = 0  # weights, SFT data order
 
@@ -93,8 +94,8 @@ QUICK = Recipe(vocab_size=300, hidden=32, layers=2, heads=4, steps=20, batch_siz
 def arith_tokenizer(vocab_size):
     """The tiny LM's tokenizer: merges learned from the prompt template and worked solutions."""
     rng = random.Random("arith-tokenizer")
-    plain = rollout.format_prompt(None, "Compute 3 - 2 + 1.")  # no tokenizer: the plain template
-    corpus = [plain] * 50 + [rollout.format_prompt(None, p) + " " + s
+    plain = prompts.format_prompt(None, "Compute 3 - 2 + 1.")  # no tokenizer: the plain template
+    corpus = [plain] * 50 + [prompts.format_prompt(None, p) + " " + s
                              for p, s in (tasks.sft_example(rng, 0.5) for _ in range(500))]
     return train_tokenizer(corpus, vocab_size, max_positions=MAX_POSITIONS)
 
@@ -108,15 +109,15 @@ def encode_example(tokenizer, problem, solution):
     completion token by token after the tokenized prompt). The completion starts with a space:
     the model's first generated token after "Answer:".
     """
-    prompt = tokenizer(rollout.format_prompt(tokenizer, problem))["input_ids"]
+    prompt = tokenizer(prompts.format_prompt(tokenizer, problem))["input_ids"]
     completion = tokenizer(" " + solution, add_special_tokens=False)["input_ids"]
     return prompt + completion + [tokenizer.eos_token_id], len(prompt)
 
 
-def sft_batch(tokenizer, rng, batch_size, rare_share, kinds=tasks.SFT_KINDS, error_share=0.0):
+def sft_batch(tokenizer, rng, batch_size, rare_share, categories=tasks.SFT_CATEGORIES, error_share=0.0):
     """input_ids (b, L) right-padded with EOS, attention_mask (b, L), labels (b, L): -100 off
     the completion, so the loss is next-token prediction on solution tokens and the final EOS."""
-    rows = [encode_example(tokenizer, *tasks.sft_example(rng, rare_share, kinds, error_share))
+    rows = [encode_example(tokenizer, *tasks.sft_example(rng, rare_share, categories, error_share))
             for _ in range(batch_size)]
     L = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((batch_size, L), tokenizer.eos_token_id)  # (b, L)
@@ -140,13 +141,13 @@ def pretrain(model, tokenizer, recipe, progress=True):
         frac = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
         return recipe.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
-    kinds = tuple(recipe.sft_kinds.split(","))
+    categories = tuple(recipe.sft_categories.split(","))
     model.train()
     losses = []
     bar = tqdm(range(recipe.steps), desc="tiny LM SFT", disable=not progress)
     for step in bar:
         input_ids, attention_mask, labels = sft_batch(
-            tokenizer, rng, recipe.batch_size, recipe.rare_share, kinds, recipe.error_share)
+            tokenizer, rng, recipe.batch_size, recipe.rare_share, categories, recipe.error_share)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
@@ -217,12 +218,12 @@ def ensure_tiny_model(cache_dir=None):
 @torch.no_grad()
 def sampled_pass_at_k(path, n_problems=128, n=16, temperature=1.0, seed=0, split="test"):
     """pass@1 and pass@n on `split` (n samples a problem, unbiased estimator), for all problems
-    and for each kind apart, and the share of each kind's samples that start with each strategy."""
-    model, tokenizer = rollout.load_model_and_tokenizer(path, dtype="float32", device="cpu")
+    and for each category apart, and the share of each category's samples that start with each strategy."""
+    model, tokenizer = loading.load_model_and_tokenizer(path, dtype="float32", device="cpu")
     problems = tasks.arith_problems(split, n_problems)
     torch.manual_seed(seed)
-    kinds = list(tasks.KIND_SHARE)
-    counts, kind, used = [], [], {s: dict.fromkeys(kinds, 0) for s in tasks.STRATEGIES + ("other",)}
+    categories = list(tasks.CATEGORY_SHARE)
+    counts, category, used = [], [], {s: dict.fromkeys(categories, 0) for s in tasks.STRATEGIES + ("other",)}
     for first in range(0, len(problems), CHECK_BATCH):
         chunk = problems[first:first + CHECK_BATCH]
         roll = rollout.sample(model, tokenizer, [p["problem"] for p in chunk], n,
@@ -231,19 +232,19 @@ def sampled_pass_at_k(path, n_problems=128, n=16, temperature=1.0, seed=0, split
             terms = tasks.parse_problem(p["problem"])
             texts = roll.texts[i * n:(i + 1) * n]
             counts.append(sum(verify.reward(t, p["answer"]) for t in texts))
-            kind.append(tasks.kind_of(terms))
+            category.append(tasks.category_of(terms))
             for t in texts:
-                used[tasks.strategy_of(t, terms)][kind[-1]] += 1
+                used[tasks.strategy_of(t, terms)][category[-1]] += 1
     # the unbiased estimator 1 - C(n-c, k)/C(n, k) of eval.pass_at_k, written out: toy/ must not
     # import eval.py, which imports this file for --model tiny
     out = {}
-    for name in ["all"] + kinds:
-        cs = [c for c, k in zip(counts, kind) if name in ("all", k)]
+    for name in ["all"] + categories:
+        cs = [c for c, k in zip(counts, category) if name in ("all", k)]
         for k in sorted({1, n}):
             hits = sum(1 - math.comb(n - int(c), k) / math.comb(n, k) for c in cs)
             out[f"{name} pass@{k}"] = hits / max(1, len(cs))
-    for s, per_kind in used.items():
-        out[f"{s} share"] = {k: v / max(1, n * kind.count(k)) for k, v in per_kind.items()}
+    for s, per_category in used.items():
+        out[f"{s} share"] = {k: v / max(1, n * category.count(k)) for k, v in per_category.items()}
     return out
 
 
@@ -256,7 +257,7 @@ def main(argv=None):
     ap.add_argument("--problems", type=int, default=128, help="test problems for the pass@k check")
     ap.add_argument("--n", type=int, default=16, help="samples per problem for the pass@k check")
     ap.add_argument("--rare-share", type=float, default=None, help="override rare_share (experiments)")
-    ap.add_argument("--sft-kinds", default=None, help="override sft_kinds (experiments)")
+    ap.add_argument("--sft-categories", default=None, help="override sft_categories (experiments)")
     ap.add_argument("--error-share", type=float, default=None, help="override error_share (experiments)")
     args = ap.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
@@ -264,11 +265,12 @@ def main(argv=None):
     for flag, value in (("--rare-share", args.rare_share), ("--error-share", args.error_share)):
         if value is not None and not 0 <= value <= 1:
             ap.error(f"{flag} must lie in [0, 1], not {value}")
-    if args.sft_kinds is not None and not set(args.sft_kinds.split(",")) <= set(tasks.SFT_KINDS):
-        ap.error(f"--sft-kinds takes {' or '.join(tasks.SFT_KINDS)} or both (comma-separated), "
-                 f"not {args.sft_kinds}")
+    allowed = set(tasks.SFT_CATEGORIES)
+    if args.sft_categories is not None and not set(args.sft_categories.split(",")) <= allowed:
+        ap.error(f"--sft-categories takes {' or '.join(tasks.SFT_CATEGORIES)} or both (comma-separated), "
+                 f"not {args.sft_categories}")
     overrides = {"steps": args.steps or None, "rare_share": args.rare_share,  # --steps 0: the recipe's
-                 "error_share": args.error_share, "sft_kinds": args.sft_kinds}
+                 "error_share": args.error_share, "sft_categories": args.sft_categories}
     recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
     path = args.out or default_cache_dir()
     if args.force or not is_built(path, recipe):

@@ -1,7 +1,8 @@
 """Recursive Space Contraction in seconds: GRPO, KL and APO on a tree of tokens.
 
-Run:  python toy/tree_demo.py             (about 6 s on 2 CPU cores; writes toy/tree_demo.png)
-      python toy/tree_demo.py --frontier  (about 40 s: re-tunes every knob, writes toy/tree_frontier.png)
+Run:  python toy/tree_demo.py             (about 11 s on 2 CPU cores; writes toy/tree_demo.png)
+      python toy/tree_demo.py --trace     (about 12 s: evaluated every 20 steps, writes toy/tree_trace.png)
+      python toy/tree_demo.py --frontier  (about 90 s: re-tunes every knob, writes toy/tree_frontier.png)
 
 The world (METHOD.md §2). A completion is a path of D tokens (b actions each) to a leaf of a
 tree; each of P prompts marks `correct` distinct leaves correct. The policy is logits(p, node) =
@@ -18,6 +19,12 @@ seeds 100..102, never on the reported seeds 0..2. The rule, fixed before any tun
 largest pass@1 + pass@64 on the tuning seeds, a tie going to the weaker setting (a sum has no
 threshold to tune after the fact, and weighs both ends of the trade-off the paper claims to
 break). TUNED holds the picks; `--frontier` re-derives them and plots the whole trade-off.
+
+Contraction over time (--trace). A correct leaf is "rare" if the base gives it pi_ref < 1 %
+(RARE_MAX_PROB; about 60 % of them). rare_kept, the geometric mean of pi/pi_ref over the rare
+leaves, is the share of its base probability that a typical rare leaf keeps; under GRPO it falls
+at every evaluation: a branch that lost mass is sampled less, so it loses more. Their summed pi
+(rare_total) rises instead: the few that become a prompt's favourite gain more than the rest lose.
 
 Departures from the paper, on purpose:
 1. A table policy, not a transformer; one gradient step per batch (ratio = 1, so the clip
@@ -39,11 +46,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 import apo  # noqa: E402  (the repository root is not a package)
 from plumbing import cli  # noqa: E402
+from toy import tree_plots  # noqa: E402
 
-# One colour per method in every panel of every figure of the repository (base is dashed).
-METHOD_COLORS = {"base": "0.45", "grpo": "C0", "grpo_kl": "C1", "kl_on_wrong": "C2", "apo": "C3"}
 KS = (1, 4, 16, 64)
 COVERAGE_MIN_PROB = 0.01  # leaf "covered" if pi >= 1 %: 64 draws then find it >= 47 % of the time
+RARE_MAX_PROB = COVERAGE_MIN_PROB  # a correct leaf is "rare" if the base gives it < 1 %: base misses it
 CLIP_LOW = 0.2  # apo.policy_loss's default clip, passed explicitly: the clip! mark depends on it
 
 REPORT_SEED0 = 0  # the table and the frontier report seeds 0..seeds-1
@@ -74,9 +81,12 @@ class Config:
     prompt_scale: float = cli.option(1.5, "std of the prompt-specific logits")
     seeds: int = cli.option(3, f"seeds per set: report {REPORT_SEED0}.., tuning {TUNING_SEED0}..")
     frontier: bool = cli.option(False, "tune every knob on the tuning seeds and plot the frontier")
+    trace: bool = cli.option(False, "evaluate the tuned methods as they train: contraction over time")
+    trace_every: int = cli.option(20, "steps between two evaluations of --trace (plus step 0 and the last)")
     no_plot: bool = cli.option(False, "skip the PNG figure")
     plot: str = cli.option("toy/tree_demo.png", "PNG path of the default run")
     frontier_plot: str = cli.option("toy/tree_frontier.png", "PNG path of --frontier")
+    trace_plot: str = cli.option("toy/tree_trace.png", "PNG path of --trace")
     json: str = cli.option(None, "write results as JSON here")
 
 
@@ -84,8 +94,9 @@ def parse_args(argv=None):
     ap = cli.build_parser(Config, __doc__.split("\n")[0])
     cfg = Config(**vars(ap.parse_args(argv)))
     checks = [  # (holds, the one line that says what to fix); the first failure exits with code 2
-        (min(cfg.prompts, cfg.branching, cfg.depth, cfg.correct, cfg.steps, cfg.seeds) >= 1,
-         "--prompts, --branching, --depth, --correct, --steps and --seeds must be at least 1"),
+        (min(cfg.prompts, cfg.branching, cfg.depth, cfg.correct, cfg.steps, cfg.seeds, cfg.trace_every) >= 1,
+         "--prompts, --branching, --depth, --correct, --steps, --seeds and --trace-every must be at least 1"),
+        (not (cfg.frontier and cfg.trace), "choose one of --frontier and --trace"),
         (cfg.group_size >= 2, "--group-size must be at least 2: group advantages need two samples"),
         (1 <= cfg.top_k <= cfg.branching, f"--top-k must be between 1 and --branching ({cfg.branching})"),
         (cfg.correct <= cfg.top_k ** cfg.depth, "--correct must be at most top_k ** depth (top-K paths)"),
@@ -172,16 +183,19 @@ def sample_paths(tree, logits, group_size):
     return torch.stack(nodes, 1), torch.stack(tokens, 1), node, prompt_of
 
 
-def train(tree, ref_logits, correct, method, knob, cfg, seed):
+def train(tree, ref_logits, correct, method, knob, cfg, seed, on_step=lambda step, logits: None):
     """Train theta with `method` at `knob` (beta for apo, kl_coef for the KL kinds); returns the
-    final policy logits (P, nodes, b) and the fraction of clipped tokens, averaged over steps."""
+    final policy logits (P, nodes, b) and the fraction of clipped tokens, averaged over steps.
+    `on_step(step, logits)` sees the detached policy (P, nodes, b) at step 0 (the reference) and
+    after each update 1..steps (--trace); it draws no random numbers, so results stay the same."""
     torch.manual_seed(1000 + seed)  # the same sampling seed for every method
     theta = torch.zeros(ref_logits.shape[1:], requires_grad=True)  # (nodes, b) shared
     opt = torch.optim.Adam([theta], lr=cfg.lr)
     P, G, D = cfg.prompts, cfg.group_size, cfg.depth
     mask = torch.ones(P * G, D)  # (N, T) every token of a path counts
     clip_fracs = []  # with ratio = 1 only APO's r~ can leave the clip band
-    for _ in range(cfg.steps):
+    on_step(0, ref_logits)
+    for step in range(1, cfg.steps + 1):
         logits = ref_logits + theta  # (P, nodes, b) the current policy, with grad
         with torch.no_grad():
             nodes, y, leaf, prompt_of = sample_paths(tree, logits, G)  # (N, D) each
@@ -202,6 +216,7 @@ def train(tree, ref_logits, correct, method, knob, cfg, seed):
         loss.backward()
         opt.step()
         clip_fracs.append(m["clip_frac"])
+        on_step(step, (ref_logits + theta).detach())  # after the update: the policy of step `step`
     return (ref_logits + theta).detach(), sum(clip_fracs) / len(clip_fracs)
 
 
@@ -222,13 +237,14 @@ def run_seeds(cfg, seeds, runs):
 
 
 def stderr(v):
-    """Standard error std/sqrt(n) of a (seeds,) tensor of results; nan for a single seed."""
-    return v.std().item() / len(v) ** 0.5 if len(v) > 1 else float("nan")
+    """Standard error std/sqrt(n) over dim 0 of (seeds,) or (seeds, steps) results; nan for one seed."""
+    std = v.std(0) if len(v) > 1 else torch.full_like(v[0], float("nan"))
+    return (std.double() / len(v) ** 0.5).tolist()
 
 
 def mean_se(per_seed):
-    """{name: {metric: mean over seeds}} and {name: {metric: standard error}}."""
-    return ({n: {k: v.mean().item() for k, v in m.items()} for n, m in per_seed.items()},
+    """{name: {metric: mean over seeds}} and {name: {metric: standard error}}; lists for traced metrics."""
+    return ({n: {k: v.mean(0).tolist() for k, v in m.items()} for n, m in per_seed.items()},
             {n: {k: stderr(v) for k, v in m.items()} for n, m in per_seed.items()})
 
 
@@ -236,8 +252,13 @@ def label(method, knob):
     return f"{method} {'beta' if method == 'apo' else 'kl_coef'}={knob:g}"
 
 
+def tuned_runs(cfg):
+    """(name, method, knob) of the default run: base, grpo and each regularised method at its knob."""
+    return [("base", "base", 0.0), ("grpo", "grpo", 0.0)] + [(m, m, getattr(cfg, KNOB[m])) for m in GRIDS]
+
+
 def clipped_at_start(method, knob, cfg):
-    """Departure 3: r~ = lam - beta at step 0 is below the clip band (METHOD.md Decision 1)."""
+    """tree_demo.py departure 3: r~ = lam - beta at step 0 is below the clip band (METHOD.md Decision 1)."""
     return method == "apo" and cfg.lam - knob < 1 - CLIP_LOW
 
 
@@ -265,73 +286,42 @@ def frontier(cfg, grids=GRIDS):
     return tuning, run_seeds(cfg, report_seeds, runs), picks
 
 
-SE_COLS = [f"pass@{k}" for k in KS] + ["coverage"]  # printed as mean±standard error
+# ------------------------------------------------------------------------------ contraction over time
+
+TRACE_METRICS = {  # the metrics of --trace: title of the table (and panel), log y-axis (None: not drawn)
+    "pass@64": ("pass@64 (exact)", False),
+    "coverage": (f"coverage: share of correct leaves with pi >= {COVERAGE_MIN_PROB:g}", False),
+    "rare_kept": (f"rare_kept: geo. mean of pi/pi_ref, correct leaves with pi_ref < {RARE_MAX_PROB:g}", True),
+    "rare_total": ("rare_total: summed pi of a prompt's rare leaves", None),  # a few winners dominate it
+}
 
 
-def print_table(per_seed, cols=(*SE_COLS, "safe_mass", "clip_frac"), width=16, marks=None):
-    mean, se = mean_se(per_seed)
-    print(f"{'method':<{width}}" + "".join(f"{c:>13}" if c in SE_COLS else f"{c:>10}" for c in cols))
-    for name, m in mean.items():
-        cells = [f"{m[c]:>7.3f}±{se[name][c]:.3f}" if c in SE_COLS else f"{m[c]:>10.3f}" for c in cols]
-        print(f"{name:<{width}}" + "".join(cells) + (marks or {}).get(name, ""))
+def trace_point(tree, logits, ref_logits, correct, top_k):
+    """The TRACE_METRICS of the policy `logits` (P, nodes, b); "rare": pi_ref(leaf) < RARE_MAX_PROB."""
+    log_pi = torch.log_softmax(logits, -1)[:, tree.nodes, tree.actions].sum(-1)  # (P, L) log pi(leaf | p)
+    log_ref = torch.log_softmax(ref_logits, -1)[:, tree.nodes, tree.actions].sum(-1)  # (P, L) log pi_ref
+    rare = correct & (log_ref.exp() < RARE_MAX_PROB)  # (P, L) the correct leaves the base rarely samples
+    m = evaluate(tree, logits, ref_logits, correct, top_k)
+    return {"pass@64": m["pass@64"], "coverage": m["coverage"],
+            "rare_kept": (log_pi - log_ref)[rare].mean().exp().item(),  # nan if no leaf is rare
+            "rare_total": (log_pi.exp() * rare).sum(-1).mean().item()}
 
 
-def _axes(ncols, figsize):
-    import matplotlib
-    matplotlib.use("Agg")  # no screen needed
-    import matplotlib.pyplot as plt
-    return plt.subplots(1, ncols, figsize=figsize)
-
-
-def _save(fig, title, path):
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    print(f"figure: {path}")
-
-
-def plot(mean, se, cfg, path):
-    fig, ax = _axes(2, (11, 4.2))
-    for name, m in mean.items():
-        ax[0].plot(KS, [m[f"pass@{k}"] for k in KS], marker="o", label=name, color=METHOD_COLORS[name],
-                   linestyle="--" if name == "base" else "-")
-        ax[1].errorbar(m["pass@1"], m["pass@64"], se[name]["pass@64"], se[name]["pass@1"], marker="o",
-                       color=METHOD_COLORS[name], label=name)
-    ax[0].set(xscale="log", xlabel="k", ylabel="pass@k", title="pass@k after training (exact)")
-    ax[0].set_xticks(KS, [str(k) for k in KS])
-    ax[1].set(xlabel="pass@1", ylabel="pass@64", title="each method at its tuned setting (± s.e.)")
-    for a in ax:
-        a.legend(fontsize=7)
-    _save(fig, f"Tree toy: P={cfg.prompts}, b={cfg.branching}, D={cfg.depth}, G={cfg.group_size}, "
-          f"K={cfg.top_k}; kl_coef {cfg.kl_coef:g} (grpo_kl), {cfg.kl_on_wrong_coef:g} (kl_on_wrong), beta "
-          f"{cfg.beta:g}, tuned on other seeds; mean over report seeds {seed_sets(cfg)[0]}; all settings: "
-          "--frontier", path)
-
-
-def plot_frontier(per_seed, picks, cfg, path):
-    (mean, se), (fig, ax) = mean_se(per_seed), _axes(2, (14, 6))
-    for a, y in zip(ax, ("pass@64", "coverage")):
-        a.axhline(mean["base"][y], color=METHOD_COLORS["base"], linestyle="--",
-                  label=f"base (pass@1 {mean['base']['pass@1']:.3f}, off the left edge)")
-        for m, grid in [("grpo", None)] + list(GRIDS.items()):
-            names = ["grpo"] if grid is None else [label(m, k) for k in grid]
-            xs, ys = ([mean[n][c] for n in names] for c in ("pass@1", y))
-            a.errorbar(xs, ys, [se[n][y] for n in names], [se[n]["pass@1"] for n in names], fmt="none",
-                       ecolor=METHOD_COLORS[m], alpha=0.25, elinewidth=1)  # s.e. over seeds: faint
-            a.plot(xs, ys, "D" if grid is None else "o-", ms=4 + 4 * (grid is None), color=METHOD_COLORS[m],
-                   label=m if grid is None else f"{label(m, grid[0])}..{grid[-1]:g}")
-            for k, px, py in zip(grid or (), xs, ys):
-                a.annotate(f"{k:g}", (px, py), fontsize=7, color=METHOD_COLORS[m], xytext=(4, 2),
-                           textcoords="offset points")
-                if clipped_at_start(m, k, cfg):
-                    a.plot(px, py, "o", ms=8, mfc="white", color=METHOD_COLORS[m])
-                if k == picks[m]:
-                    a.plot(px, py, "*", ms=17, color=METHOD_COLORS[m], mec="k")
-        a.set(xlabel="pass@1", ylabel=y, title=f"pass@1 vs {y} across each method's knob")
-        a.legend(fontsize=8)
-    _save(fig, f"Tree toy trade-off: mean over report seeds {seed_sets(cfg)[0]}, faint bars ± s.e. (mostly "
-          "world-to-world spread). Star: the rule's pick on the tuning seeds; hollow: apo with r~ below "
-          "the clip band at step 0", path)
+def trace(cfg, seeds, runs):
+    """run_seeds, but evaluated by trace_point at step 0, every cfg.trace_every steps and the last step.
+    Returns the steps and {name: {metric: (seeds, steps)}}."""
+    steps = sorted(set(range(0, cfg.steps, cfg.trace_every)) | {cfg.steps})
+    per_seed = {}
+    for seed in seeds:
+        tree, ref_logits, correct = make_world(cfg, seed)
+        for name, method, knob in runs:
+            policy = dict.fromkeys(steps, ref_logits)  # step -> logits (P, nodes, b) after that update
+            if method != "base":  # base is never trained: the reference at every step
+                train(tree, ref_logits, correct, method, knob, cfg, seed, on_step=policy.__setitem__)
+            rows = [trace_point(tree, policy[s], ref_logits, correct, cfg.top_k) for s in steps]
+            for key in rows[0]:
+                per_seed.setdefault(name, {}).setdefault(key, []).append([r[key] for r in rows])
+    return steps, {name: {k: torch.tensor(v) for k, v in m.items()} for name, m in per_seed.items()}
 
 
 # ------------------------------------------------------------------------------ main
@@ -340,18 +330,17 @@ def run_default(cfg):
     """Every method at its tuned setting on the report seeds: the table, paired differences, figure."""
     print(f"knobs: {', '.join(label(m, getattr(cfg, KNOB[m])) for m in GRIDS)}\n       defaults: each "
           f"the pick of 8 settings on tuning seeds {seed_sets(cfg)[1]} by max pass@1 + pass@64 (--frontier)")
-    runs = [("base", "base", 0.0), ("grpo", "grpo", 0.0)] + [(m, m, getattr(cfg, KNOB[m])) for m in GRIDS]
-    per_seed = run_seeds(cfg, seed_sets(cfg)[0], runs)
-    print_table(per_seed)
+    per_seed = run_seeds(cfg, seed_sets(cfg)[0], tuned_runs(cfg))
+    mean, se = mean_se(per_seed)
+    tree_plots.print_table(mean, se, [f"pass@{k}" for k in KS] + ["coverage", "safe_mass", "clip_frac"])
     print(f"(± = standard error over {cfg.seeds} seeds, mostly world-to-world spread; paired rows cancel it)")
     cols = ("pass@1", "pass@64", "coverage")  # apo minus each method, seed by seed (same worlds)
     print(f"\n{'apo minus, paired by seed':<35}" + "".join(f"{c:>13}" for c in cols))
     for b in ("grpo", "grpo_kl", "kl_on_wrong"):
         d = [per_seed["apo"][c] - per_seed[b][c] for c in cols]  # (seeds,) each
         print(f"  {b:<33}" + "".join(f"{v.mean().item():>+7.3f}±{stderr(v):.3f}" for v in d))
-    mean, se = mean_se(per_seed)
     if not cfg.no_plot:
-        plot(mean, se, cfg, cfg.plot)
+        tree_plots.plot(mean, se, KS, cfg, seed_sets(cfg)[0], cfg.plot)
     return {"methods": mean, "stderr": se}
 
 
@@ -367,16 +356,29 @@ def run_frontier(cfg):
             marks[label(m, k)] = (f"{r['pass@1'] + r['pass@64']:>8.3f}" + "  <- pick" * (k == picks[m])
                                   + "  clip!" * clipped_at_start(m, k, cfg))
         print(f"\n{title} (last column: pass@1 + pass@64)")
-        print_table(per_seed, ("pass@1", "pass@64", "coverage", "clip_frac"), 28, marks)
+        tree_plots.print_table(*mean_se(per_seed), ("pass@1", "pass@64", "coverage", "clip_frac"), 28, marks)
     print("\npicked: " + ", ".join(label(m, k) + ("" if k == TUNED[m] else f" (TUNED says {TUNED[m]:g}!)")
                                    for m, k in picks.items()))
     gate = cfg.lam - 1 + CLIP_LOW
     print(f"clip!: beta > lam - 1 + clip_low = {gate:.2f}: r~ is below the clip band until r_anchor < "
           f"{gate:.2f}/beta; the pull acts only once the anchors have lost mass")
     if not cfg.no_plot:
-        plot_frontier(report, picks, cfg, cfg.frontier_plot)
+        tree_plots.plot_frontier(*mean_se(report), GRIDS, picks, label,
+                                 lambda m, k: clipped_at_start(m, k, cfg), report_seeds, cfg.frontier_plot)
     return {"picks": picks, "tuning": mean_se(tuning)[0], "report": mean_se(report)[0],
             "report_stderr": mean_se(report)[1]}
+
+
+def run_trace(cfg):
+    """Every method at its tuned setting on the report seeds, evaluated as it trains: tables, figure."""
+    steps, per_seed = trace(cfg, seed_sets(cfg)[0], tuned_runs(cfg))
+    print(f"knobs: {', '.join(label(m, getattr(cfg, KNOB[m])) for m in GRIDS)}\nrare: the correct leaves with"
+          f" pi_ref < {RARE_MAX_PROB:g}; cells: mean over the report seeds, last: s.e. at step {cfg.steps}")
+    mean, se = mean_se(per_seed)
+    tree_plots.print_trace(steps, mean, se, TRACE_METRICS)
+    if not cfg.no_plot:
+        tree_plots.plot_trace(steps, mean, se, TRACE_METRICS, cfg, seed_sets(cfg)[0], cfg.trace_plot)
+    return {"steps": steps, "methods": mean, "stderr": se}
 
 
 def main(argv=None):
@@ -385,7 +387,7 @@ def main(argv=None):
     torch.set_num_threads(1)  # tiny tensors: threads cost more than they give
     print(f"config: P={cfg.prompts} b={cfg.branching} D={cfg.depth} G={cfg.group_size} steps={cfg.steps} "
           f"lr={cfg.lr} K={cfg.top_k} lam={cfg.lam} report seeds {seed_sets(cfg)[0]}")
-    out = run_frontier(cfg) if cfg.frontier else run_default(cfg)
+    out = run_frontier(cfg) if cfg.frontier else run_trace(cfg) if cfg.trace else run_default(cfg)
     seconds = time.time() - t0
     if cfg.json:
         with open(cfg.json, "w") as f:
