@@ -15,6 +15,7 @@ Each step (METHOD.md §1, §3, §4), numbered as in `train_step`:
      divisor so accumulation gives exactly the full-batch gradient      (apo.policy_loss)
   6. clip the gradient norm, one AdamW step
 Metrics go to OUT/metrics.jsonl (README.md "Metrics"), checkpoints to OUT/checkpoint-STEP/, OUT/final/.
+Read `train_step` and the functions after it; the config, the setup and the loop come last.
 
 Departures and choices, with reasons:
 1. One optimizer step per batch of rollouts, so pi_old = pi_theta at the time of the loss:
@@ -27,7 +28,7 @@ Departures and choices, with reasons:
    policy at step 0 (r_anchor spread over 0.88-1.06 instead of 1). Temperatures divide float32
    logits everywhere, as `generate` does (apo.gather_logp).
 3. Sampling pins every knob but temperature and top-p off (rollout.py departure 1); on a GPU
-   it uses the static-cache, CUDA-graph sampler of fast_sampler.py, which draws the same
+   it uses the static-cache, CUDA-graph sampler of plumbing/fast_sampler.py, which draws the same
    distribution as `generate` and falls back to it when it cannot run (`--sampler`).
 4. Default data: MATH train, levels 3-5; prompts longer than --max-prompt-tokens are dropped
    so that prompt + completion fits Qwen2.5-Math's 4k context.

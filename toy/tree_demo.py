@@ -162,7 +162,7 @@ def evaluate(tree, logits, ref_logits, correct, top_k):
     out = {f"pass@{k}": (1 - (1 - p_success) ** k).mean().item() for k in KS}
     out["coverage"] = (leaf_p[correct] >= COVERAGE_MIN_PROB).float().mean().item()
     mass = logpi.exp().gather(-1, ref_logits.topk(top_k, dim=-1).indices).sum(-1)  # (P, nodes) on top-K
-    # safe_mass: top-K mass at the D nodes of a path, averaged over the D levels, expected over paths
+    # safe_mass: the safe-manifold mass at the D nodes of a path, averaged over levels, expected over paths
     out["safe_mass"] = (leaf_p * mass[:, tree.nodes].mean(-1)).sum(-1).mean().item()
     return out
 

@@ -1,0 +1,1 @@
+"""Graded exercises: stubs a student fills in, and their checkers (exercises/README.md)."""
