@@ -31,9 +31,9 @@ token t of completion i
 | log pi_theta(y_t)          | logp             (with grad)              | (N, T)    |
 | log pi_old(y_t)            | old_logp         (constant)               | (N, T)    |
 | log pi_ref(y_t)            | ref_logp         (constant)               | (N, T)    |
-| log pi_theta(k), k in TopK | topk_logp      (with grad)              | (N, T, K) |
+| log pi_theta(k), k in TopK | topk_logp        (with grad)              | (N, T, K) |
 | pi_ref(k), k in TopK       | ref_topk_logp.exp()  (constant)           | (N, T, K) |
-| [k == y_t]                 | topk_is_sampled                         | (N, T, K) |
+| [k == y_t]                 | topk_is_sampled                           | (N, T, K) |
 | rho_t, r~_t, r_anchor_t    | ratio, rect_ratio, r_anchor               | (N, T)    |
 | r~_t if A_i < 0 else rho_t | used_ratio (the ratio inside the clip)    | (N, T)    |
 | lam, beta, kl_coef         | lam, beta, kl_coef                        | scalars   |

@@ -245,7 +245,7 @@ def _main():
     except ModelLoadError as e:
         raise SystemExit(f"error: {e}")
     logp, _, _ = policy_logps(model, r.input_ids, r.attention_mask, r.completion_ids,
-                                temperature=args.temperature)
+                              temperature=args.temperature)
     for i, text in enumerate(r.texts):
         n = int(r.completion_mask[i].sum())
         print(f"--- completion {i}: {n} tokens, truncated={bool(r.truncated[i])}, "

@@ -139,7 +139,7 @@ def loss_and_backward(model, roll, adv, ref, cfg, autocast):
 def micro_batch_loss(model, mb, adv, ref, cfg, denom, autocast):
     """The loss of one micro-batch (a Rollout of n rows) and its metrics; `ref` may be None."""
     y, mask = mb.completion_ids, mb.completion_mask  # (n, T) each
-    refs = ref._asdict() if ref is not None else {}  # ref_logp (n, T), topk_ids, topk_logp (n, T, K)
+    refs = ref._asdict() if ref is not None else {}  # ref_logp (n, T), topk_ids, ref_topk_logp (n, T, K)
     topk_ids = refs.get("topk_ids")  # (n, T, K) or None
     with autocast():
         logp, topk_logp, entropy = rollout.policy_logps(  # (n, T), (n, T, K) or None, (n, T)

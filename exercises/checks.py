@@ -270,14 +270,15 @@ def check_pass_at_k(fn):
         got = fn(n, c, k)
         if not isinstance(got, (int, float)) or not abs(got - expected) <= 1e-9:
             _fail("pass_at_k", f"n={n}, c={c}, k={k}", expected, got)
-    for n, c, k in ((4, 1, 5), (3, 0, 4)):
+    for n, c, k in ((4, 1, 5), (3, 0, 4), (4, -1, 1), (4, 5, 1), (4, 1, 0)):  # k > n, c < 0, c > n, k < 1
+        what = "pass_at_k: k > n, c < 0, c > n and k < 1 must raise ValueError"
         try:
             got = fn(n, c, k)
         except ValueError:
             continue
         except Exception as e:  # noqa: BLE001  (any other error is the student's bug to see)
-            _fail("pass_at_k: k > n must raise ValueError", f"n={n}, c={c}, k={k}", "ValueError", repr(e))
-        _fail("pass_at_k: k > n must raise ValueError", f"n={n}, c={c}, k={k}", "ValueError", got)
+            _fail(what, f"n={n}, c={c}, k={k}", "ValueError", repr(e))
+        _fail(what, f"n={n}, c={c}, k={k}", "ValueError", got)
 
 
 # -------------------------------------------------------------- ex6 the completion mask (rollout.py)

@@ -6,7 +6,8 @@ C(n, k) possible k-subsets that contain a correct sample,
 
     pass@k = 1 - C(n - c, k) / C(n, k)
 
-It is unbiased; "is any of the first k samples correct?" and 1 - (1 - c/n)^k are not.
+It is unbiased and uses all n samples. "Is any of the first k samples correct?" is unbiased too, but
+noisier (it uses only k of them); 1 - (1 - c/n)^k is biased (Jensen).
 
 Fill in `pass_at_k`, then run:  python -m pytest exercises -q -k ex5
 """

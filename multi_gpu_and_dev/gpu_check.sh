@@ -45,7 +45,7 @@ line = next(l for l in open("requirements.txt") if l.startswith("transformers"))
 low, high = re.search(r">=([\d.]+),<([\d.]+)", line).groups()
 ok = Version(low) <= Version(transformers.__version__) < Version(high)
 print(f"transformers {transformers.__version__}: {'in' if ok else 'OUTSIDE'} the supported range [{low}, {high})")
-import fast_sampler
+from plumbing import fast_sampler
 print("static sampler check:", fast_sampler.unsupported_reason() or "StaticLayer writes at its counter, as assumed")
 sys.exit(0 if ok else 1)
 PYEOF

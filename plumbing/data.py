@@ -2,8 +2,8 @@
 
 Shared by train.py (`--dataset`) and eval.py (`--benchmarks`). Every source becomes a list of
 `{"problem": str, "answer": str}`. Try it:
-    python data.py math500 --limit 3          (needs the hub)
-    python data.py my_problems.jsonl --limit 3
+    python -m plumbing.data math500 --limit 3          (needs the hub)
+    python -m plumbing.data my_problems.jsonl --limit 3
 
 Sources:
 - a local `.jsonl`, `.json` or `.parquet` file;
@@ -255,7 +255,7 @@ def _level(value):
 
 def main(argv=None):
     """Print a few problems; bad input ends with one `error: ...` line and exit code 2."""
-    ap = argparse.ArgumentParser(description="Print a few problems of a dataset.")
+    ap = argparse.ArgumentParser(prog="python -m plumbing.data", description="Print a few problems.")
     ap.add_argument("spec", help="a .jsonl/.json/.parquet file, a benchmark name or a hub id")
     ap.add_argument("--split", default=None, help="hub split (default: the benchmark's)")
     ap.add_argument("--limit", type=int, default=3, help="rows to print (at least 1)")

@@ -2,8 +2,15 @@
 asserted here; speed and memory targets are read off its own output)."""
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 from multi_gpu_and_dev import bench
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_bench_writes_the_documented_json(tmp_path):
@@ -24,3 +31,15 @@ def test_lean_and_naive_logprob_workers_agree(capsys):
         bench.main(["--lp-tokens", "8", "--worker", "logprob", mode])
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert abs(lines[0]["logp_sum"] - lines[1]["logp_sum"]) < 1e-3 * abs(lines[0]["logp_sum"])
+
+
+def test_the_gpu_checks_python_snippets_run_on_a_cpu():
+    """multi_gpu_and_dev/gpu_check.sh feeds Python to `python -` from the repository root: each such
+    snippet must import and run here too (an import of a moved module stopped the whole check once)."""
+    script = (ROOT / "multi_gpu_and_dev" / "gpu_check.sh").read_text()
+    snippets = re.findall(r"<<'PYEOF'[^\n]*\n(.*?)\nPYEOF", script, re.S)
+    assert snippets
+    for code in snippets:
+        done = subprocess.run([sys.executable, "-"], input=code, cwd=ROOT, capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        assert done.returncode == 0, done.stdout + done.stderr

@@ -133,10 +133,10 @@ def test_generation_step_stores_the_reference_top_k(trained_apo, random_model_di
     out = trainer._generate_and_score_completions(rows)
     with torch.no_grad():
         lp = naive_logp(AutoModelForCausalLM.from_pretrained(random_model_dir), out)  # (n, T, V) initial
-    topk_logp, topk_ids = lp.topk(K, -1)  # (n, T, K)
+    ref_topk_logp, topk_ids = lp.topk(K, -1)  # (n, T, K)
     m = out["completion_mask"].bool()  # (n, T)
     assert torch.equal(out["topk_ids"][m], topk_ids[m])
-    assert torch.allclose(out["ref_topk_logp"][m], topk_logp[m], atol=1e-5)
+    assert torch.allclose(out["ref_topk_logp"][m], ref_topk_logp[m], atol=1e-5)
     ref_logp = lp.gather(-1, out["completion_ids"][..., None]).squeeze(-1)  # (n, T)
     assert torch.allclose(out["ref_logp"][m], ref_logp[m], atol=1e-5)
 

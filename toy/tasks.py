@@ -2,9 +2,9 @@
 
 `data.load_problems("arith")` serves them to train.py and eval.py (`--dataset arith`,
 `--benchmarks arith`); toy/tiny_lm.py pre-trains the tiny math LM on their worked solutions.
-Nothing here knows about models or tensors, so the core may import it.
+Nothing here knows about models or tensors, so plumbing/data.py may import it.
 
-    python tasks.py            # print a few problems of each split with their worked solutions
+    python toy/tasks.py        # print a few problems of each split with their worked solutions
 
 The task `arith` ("Compute 52 - 37 + 28."): two solution strategies, one common, one rare.
     left to right:   52 - 37 = 15. 15 + 28 = 43. \\boxed{43}
