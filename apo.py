@@ -23,6 +23,8 @@ token t of completion i
     L_t        = -min(r~_t * A_i, clip(r~_t, 1-eps_low, 1+eps_high) * A_i)
     grpo_kl    adds kl_coef * k3_t on every token; kl_on_wrong only where A_i < 0, with
     k3_t       = exp(log pi_ref - log pi_theta) - (log pi_ref - log pi_theta) - 1
+    psr, nsr   GRPO's L_t only where A_i > 0 (psr) or A_i < 0 (nsr), the same divisor: the
+               ablations that separate positive sharpening from negative squeezing (METHOD.md §4)
 
 | symbol                     | variable                                  | shape     |
 |----------------------------|-------------------------------------------|-----------|
@@ -60,7 +62,9 @@ import torch
 
 EPS_STD = 1e-6  # added to the group std; all-equal groups then get exactly A = 0
 Z_REF_MIN = 1e-12  # Decision 4: guards 0/0 when every anchor is the sampled token
-KINDS = ("grpo", "grpo_kl", "kl_on_wrong", "apo")
+KINDS = ("grpo", "grpo_kl", "kl_on_wrong", "apo", "psr", "nsr")
+NEEDS_REFERENCE = ("grpo_kl", "kl_on_wrong", "apo")  # the kinds that need the frozen reference
+SIGN_ONLY = {"psr": 1, "nsr": -1}  # the ablations: only tokens whose advantage has this sign
 # policy_loss's metrics are means over the micro-batch's valid tokens ("tokens"), except these;
 # averaging them over micro-batches is a plain sum weighted by these counts (train.py)
 METRIC_WEIGHTS = {"r_anchor": "neg_tokens"}
@@ -143,6 +147,8 @@ def policy_loss(logp, old_logp, adv, mask, kind="apo", *, ref_logp=None, topk_lo
     clipped = used_ratio.clamp(1 - clip_low, 1 + clip_high) * A  # (N, T)
     per_token = -torch.min(unclipped, clipped)  # (N, T) L_t
     metrics["clip_frac"] = _masked_mean((clipped < unclipped).to(maskf.dtype), maskf)
+    if kind in SIGN_ONLY:  # psr / nsr: GRPO's L_t on one sign's tokens, the same divisor (psr + nsr = grpo)
+        per_token = per_token * (torch.sign(A) == SIGN_ONLY[kind]).to(per_token.dtype)  # (N, T)
 
     if kind in ("grpo_kl", "kl_on_wrong"):
         log_r = ref_logp.detach() - logp  # (N, T) log pi_ref/pi_theta at y_t

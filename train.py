@@ -191,7 +191,7 @@ class Config:
     levels: str = cli.option("3,4,5", "keep these MATH levels when rows have a `level` field; '' keeps all")
     max_prompt_tokens: int = cli.option(1024, "drop longer prompts (with the budget: fits a 4k context)")
     # --- the objective (METHOD.md §1-§4)
-    loss: str = cli.option("apo", "policy loss: grpo, grpo_kl, kl_on_wrong or apo")
+    loss: str = cli.option("apo", "policy loss: grpo, grpo_kl, kl_on_wrong, apo, or the ablations psr, nsr")
     beta: float = cli.option(0.1, "APO pull onto the reference top-K (paper: 0.1)")
     lam: float = cli.option(1.05, "APO push on tokens of wrong completions (paper: 1.05)")
     top_k: int = cli.option(8, "K: size of the reference top-K safe manifold (paper: 8)")
@@ -304,7 +304,7 @@ def load_models(cfg, ckpt, device, checkpointing):
     if checkpointing:
         model.activation_checkpointing_enable()  # TRL's GRPO default too: activations are the big term
     ref_model = None
-    if cfg.loss != "grpo" or cfg.track_safe_mass:  # the initial policy, frozen, in the policy's precision
+    if cfg.loss in apo.NEEDS_REFERENCE or cfg.track_safe_mass:  # the initial policy, frozen, same precision
         ref_model, _ = loading.load_model_and_tokenizer(base, dtype="float32", device=device)
         ref_model.requires_grad_(False)
     return model, tokenizer, ref_model

@@ -91,7 +91,7 @@ class APOConfig(GRPOConfig):
     TRL's own `beta` (its KL weight) must stay 0: the KL baselines use `apo_loss="grpo_kl"` or
     `"kl_on_wrong"` with `apo_kl_coef`, on this trainer's reference model.
     """
-    apo_loss: str = _f("apo", "policy loss (apo.py): apo, grpo, grpo_kl or kl_on_wrong")
+    apo_loss: str = _f("apo", "policy loss (apo.py): apo, grpo, grpo_kl, kl_on_wrong, psr or nsr")
     apo_beta: float = _f(0.1, "APO pull onto the reference top-K (paper: 0.1)")
     apo_lam: float = _f(1.05, "APO push on tokens of wrong completions (paper: 1.05)")
     apo_top_k: int = _f(8, "K: size of the reference top-K safe manifold (paper: 8)")
@@ -162,7 +162,8 @@ class APOTrainer(GRPOTrainer):
         if self.aux_loss_enabled:
             raise ValueError("set router_aux_loss_coef=0.0: APOTrainer adds no MoE load-balancing loss")
         self._stop_at_end_of_turn()
-        self.apo_ref_model = None if args.apo_loss == "grpo" else self._frozen_reference(ref_model)
+        needs_ref = args.apo_loss in apo.NEEDS_REFERENCE
+        self.apo_ref_model = self._frozen_reference(ref_model) if needs_ref else None
 
     def _stop_at_end_of_turn(self):
         """Stop where train.py stops: rollout.eos_ids adds the chat template's end-of-turn token
@@ -225,7 +226,7 @@ class APOTrainer(GRPOTrainer):
         # whichever backend sampled them; vLLM returns only the sampled token's log-prob (Decision 3: the
         # top-K comes from the reference's temperature-scaled logits).
         output = super()._generate_and_score_completions(inputs)
-        if self.apo_ref_model is None:  # kind == "grpo": no reference needed
+        if self.apo_ref_model is None:  # grpo, psr, nsr: no reference needed
             return output
         completion_ids = output["completion_ids"]  # (n, T) right-padded after the first EOS
         seqs = SimpleNamespace(  # the three fields rollout.reference_pass reads from a Rollout

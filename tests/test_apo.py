@@ -64,6 +64,8 @@ def slow_loss(logits, old_logits, ref_logits, y, mask, adv, kind, agg, beta=0.1,
             if kind == "grpo_kl" or (kind == "kl_on_wrong" and adv[i] < 0):
                 x = torch.log(pi_ref[tok]) - torch.log(pi[tok])
                 term = term + kl_coef * (torch.exp(x) - x - 1)
+            if (kind == "psr" and adv[i] <= 0) or (kind == "nsr" and adv[i] >= 0):
+                term = term * 0.0  # the ablations keep one sign's tokens, and still count the rest
             seq_sum, seq_n = seq_sum + term, seq_n + 1
         per_seq.append(seq_sum / max(seq_n, 1))
         total, n_tok = total + seq_sum, n_tok + seq_n
@@ -258,3 +260,18 @@ def test_lean_logp_backward_never_modifies_the_logits(dtype):
     before = x.detach().clone()
     apo.gather_logp(x, torch.randint(20, (2, 3, 2))).sum().backward()
     assert torch.equal(x.detach(), before)
+
+
+@pytest.mark.parametrize("agg", apo.AGGS)
+def test_psr_and_nsr_split_grpo_in_two(agg):
+    """Positive-only plus negative-only is GRPO, value and gradient: each keeps one sign's tokens and
+    GRPO's divisor; psr leaves negative-advantage tokens without gradient, nsr positive ones."""
+    logits, old, ref, y, mask, adv = make_batch(seed=3)
+    out = {}
+    for kind in ("grpo", "psr", "nsr"):
+        loss, _ = apo.policy_loss(**inputs_from(logits, old, ref, y), adv=adv, mask=mask, kind=kind, agg=agg)
+        out[kind] = (loss, torch.autograd.grad(loss, logits)[0])  # (), (N, T, V)
+    assert torch.allclose(out["psr"][0] + out["nsr"][0], out["grpo"][0], atol=1e-12)
+    assert torch.allclose(out["psr"][1] + out["nsr"][1], out["grpo"][1], atol=1e-12)
+    assert out["psr"][1][adv < 0].abs().max() == 0 and out["nsr"][1][adv > 0].abs().max() == 0
+    assert out["psr"][1][adv > 0].abs().max() > 0 and out["nsr"][1][adv < 0].abs().max() > 0

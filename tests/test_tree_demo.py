@@ -18,6 +18,8 @@ def test_short_run_shows_grpo_collapse_and_apo_keeps_more_pass64(tmp_path):
     assert r["grpo"]["pass@64"] < r["base"]["pass@64"] - 0.03  # ... and loses pass@64
     assert r["apo"]["pass@64"] > r["grpo"]["pass@64"] + 0.03  # APO keeps more of it
     assert r["apo"]["pass@1"] > 1.5 * r["base"]["pass@1"]
+    assert r["nsr"]["pass@64"] < r["grpo"]["pass@64"] - 0.1  # here negative-only updates collapse most,
+    assert r["psr"]["pass@64"] > r["grpo"]["pass@64"]  # and positive-only ones least
 
 
 def test_exact_pass_at_k_equals_enumeration_for_base():
@@ -118,7 +120,7 @@ def test_trace_has_step_0_every_trace_every_steps_the_last_and_every_metric():
     cfg = tree_demo.parse_args(SMALL_TRACE)
     steps, per_seed = tree_demo.trace(cfg, [0], tree_demo.tuned_runs(cfg))
     assert steps == [0, 10, 20, 25]
-    assert list(per_seed) == ["base", "grpo", "grpo_kl", "kl_on_wrong", "apo"]
+    assert list(per_seed) == ["base", "grpo", "psr", "nsr", "grpo_kl", "kl_on_wrong", "apo"]
     for metrics in per_seed.values():
         assert set(metrics) == set(tree_demo.TRACE_METRICS)
         assert all(v.shape == (1, len(steps)) for v in metrics.values())  # (seeds, steps)
@@ -181,3 +183,11 @@ def test_trace_writes_its_figure(tmp_path):
     png = tmp_path / "trace.png"
     tree_demo.main(SMALL_TRACE + ["--trace", "--trace-plot", str(png)])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_knobs_say_where_they_came_from():
+    """With --seeds 10 the defaults were still picked on seeds 100-102; a knob given on the command
+    line is named as such."""
+    assert "tuning seeds [100, 101, 102]" in tree_demo.knob_source(tree_demo.parse_args(["--seeds", "10"]))
+    assert "command line: apo beta=0.5" in tree_demo.knob_source(tree_demo.parse_args(["--beta", "0.5"]))
+    assert "command line" not in tree_demo.knob_source(tree_demo.parse_args([]))

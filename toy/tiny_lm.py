@@ -5,7 +5,7 @@ Run:  python toy/tiny_lm.py            build it (or reuse the cache) and print S
       python toy/tiny_lm.py --quick --out /tmp/t   a much smaller model in seconds (tests)
 
 Nobody can download weights here, so the project grows its own small model and runs the *same*
-train.py / eval.py on it (METHOD.md §5, "in spirit"). Three parts:
+train.py / eval.py on it (METHOD.md §5). Three parts:
 
 1. The task: `arith` from toy/tasks.py ("Compute 52 - 37 + 28."), solved left to right or by
    adding a and c first. The SFT data shows `both` problems (either strategy works; "add

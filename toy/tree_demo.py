@@ -1,8 +1,8 @@
 """Recursive Space Contraction in seconds: GRPO, KL and APO on a tree of tokens.
 
-Run:  python toy/tree_demo.py             (about 11 s on 2 CPU cores; writes toy/tree_demo.png)
-      python toy/tree_demo.py --trace     (about 12 s: evaluated every 20 steps, writes toy/tree_trace.png)
-      python toy/tree_demo.py --frontier  (about 90 s: re-tunes every knob, writes toy/tree_frontier.png)
+Run:  python toy/tree_demo.py             (about 15 s on 2 CPU cores; writes toy/tree_demo.png)
+      python toy/tree_demo.py --trace     (about 15 s: evaluated every 20 steps, writes toy/tree_trace.png)
+      python toy/tree_demo.py --frontier  (about 100 s: re-tunes every knob, writes toy/tree_frontier.png)
 
 The world (METHOD.md §2). A completion is a path of D tokens (b actions each) to a leaf of a
 tree; each of P prompts marks `correct` distinct leaves correct. The policy is logits(p, node) =
@@ -26,6 +26,9 @@ leaves, is the share of its base probability that a typical rare leaf keeps; und
 at every evaluation: a branch that lost mass is sampled less, so it loses more. Their summed pi
 (rare_total) rises instead: the few that become a prompt's favourite gain more than the rest lose.
 
+Which force (METHOD.md §4): psr and nsr keep GRPO's loss on one sign's tokens only (positive
+sharpening alone, negative squeezing alone; no knob). Here nsr collapses the most, psr the least.
+
 Departures from the paper, on purpose:
 1. A table policy, not a transformer; one gradient step per batch (ratio = 1, so the clip
    acts only through APO's rectified ratio); Adam on theta.
@@ -47,9 +50,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import apo  # noqa: E402  (the repository root is not a package)
 from plumbing import cli  # noqa: E402
 from toy import tree_plots  # noqa: E402
+from toy.tree_world import COVERAGE_MIN_PROB, KS, evaluate, make_world, sample_paths  # noqa: E402
 
-KS = (1, 4, 16, 64)
-COVERAGE_MIN_PROB = 0.01  # leaf "covered" if pi >= 1 %: 64 draws then find it >= 47 % of the time
 RARE_MAX_PROB = COVERAGE_MIN_PROB  # a correct leaf is "rare" if the base gives it < 1 %: base misses it
 CLIP_LOW = 0.2  # apo.policy_loss's default clip, passed explicitly: the clip! mark depends on it
 
@@ -60,6 +62,8 @@ BETA_GRID = (0.01, 0.019, 0.037, 0.072, 0.14, 0.27, 0.52, 1.0)  # no visible eff
 GRIDS = {"grpo_kl": KL_GRID, "kl_on_wrong": KL_GRID, "apo": BETA_GRID}  # 8 log-spaced tries each
 KNOB = {"grpo_kl": "kl_coef", "kl_on_wrong": "kl_on_wrong_coef", "apo": "beta"}  # Config field
 TUNED = {"grpo_kl": 0.036, "kl_on_wrong": 0.083, "apo": 0.14}  # the rule's picks; re-derive: --frontier
+TUNED_ON = (100, 101, 102)  # the tuning seeds TUNED was picked on (--frontier with the default --seeds 3)
+UNTUNED = ("base", "grpo", "psr", "nsr")  # no knob: psr, nsr keep GRPO's loss on one sign's tokens only
 
 
 @dataclasses.dataclass
@@ -116,72 +120,7 @@ def seed_sets(cfg):
     return [REPORT_SEED0 + i for i in range(cfg.seeds)], [TUNING_SEED0 + i for i in range(cfg.seeds)]
 
 
-# ------------------------------------------------------------------------------ the world
-
-class Tree:
-    """Index arithmetic of a complete b-ary tree of depth D (internal nodes numbered by level)."""
-
-    def __init__(self, b, depth):
-        self.b, self.depth = b, depth
-        self.offset = [(b ** d - 1) // (b - 1) if b > 1 else d for d in range(depth + 1)]
-        self.n_nodes = self.offset[depth]  # internal nodes: levels 0..D-1
-        leaves = torch.arange(b ** depth)  # (L,)
-        # actions[l, d]: the d-th token on the path to leaf l; nodes[l, d]: the node it is taken at
-        self.actions = torch.stack([(leaves // b ** (depth - 1 - d)) % b for d in range(depth)], 1)
-        self.nodes = torch.stack([self.offset[d] + leaves // b ** (depth - d) for d in range(depth)], 1)
-
-    def child(self, node, d, action):
-        """Node id reached from `node` (at level d) by `action`; at level D-1 the leaf index."""
-        in_level = (node - self.offset[d]) * self.b + action
-        return in_level if d == self.depth - 1 else self.offset[d + 1] + in_level
-
-
-def make_world(cfg, seed):
-    """Fixed pretrained logits and each prompt's correct leaves, all from one seed."""
-    g = torch.Generator().manual_seed(seed)
-    tree = Tree(cfg.branching, cfg.depth)
-    base = torch.randn(tree.n_nodes, cfg.branching, generator=g) * cfg.base_scale
-    prompt = torch.randn(cfg.prompts, tree.n_nodes, cfg.branching, generator=g) * cfg.prompt_scale
-    ref_logits = base + prompt  # (P, nodes, b) the reference = initial policy
-    topk_ids = ref_logits.topk(cfg.top_k, dim=-1).indices  # (P, nodes, K)
-    in_topk = torch.zeros_like(ref_logits, dtype=torch.bool).scatter_(-1, topk_ids, True)
-    on_manifold = in_topk[:, tree.nodes, tree.actions].all(-1)  # (P, L) path stays in the top-K
-    # `correct` distinct leaves per prompt, uniform among the K**D on-manifold ones
-    score = torch.rand(on_manifold.shape, generator=g).masked_fill(~on_manifold, -1.0)  # (P, L)
-    chosen = score.topk(cfg.correct, dim=-1).indices  # (P, correct) distinct by construction
-    correct = torch.zeros_like(on_manifold).scatter_(-1, chosen, True)  # (P, L)
-    return tree, ref_logits, correct
-
-
-def evaluate(tree, logits, ref_logits, correct, top_k):
-    """Exact metrics of the policy `logits` (P, nodes, b) by enumerating every leaf."""
-    logpi = torch.log_softmax(logits, dim=-1)  # (P, nodes, b) tiny: the toy may use it
-    leaf_p = logpi[:, tree.nodes, tree.actions].sum(-1).exp()  # (P, L) pi(leaf | prompt)
-    p_success = (leaf_p * correct).sum(-1)  # (P,) chance that one sample is correct
-    # E[unbiased pass@k estimator] = 1 - (1-p)^k for i.i.d. samples; here it is exact
-    out = {f"pass@{k}": (1 - (1 - p_success) ** k).mean().item() for k in KS}
-    out["coverage"] = (leaf_p[correct] >= COVERAGE_MIN_PROB).float().mean().item()
-    mass = logpi.exp().gather(-1, ref_logits.topk(top_k, dim=-1).indices).sum(-1)  # (P, nodes) on top-K
-    # safe_mass: the safe-manifold mass at the D nodes of a path, averaged over levels, expected over paths
-    out["safe_mass"] = (leaf_p * mass[:, tree.nodes].mean(-1)).sum(-1).mean().item()
-    return out
-
-
 # ------------------------------------------------------------------------------ training
-
-def sample_paths(tree, logits, group_size):
-    """G root-to-leaf paths per prompt. Returns nodes, tokens (N, D), leaf ids and prompt ids (N,)."""
-    P = logits.shape[0]
-    prompt_of = torch.arange(P).repeat_interleave(group_size)  # (N,)
-    node = torch.zeros(P * group_size, dtype=torch.long)  # (N,) all start at the root
-    nodes, tokens = [], []
-    for d in range(tree.depth):
-        probs = torch.softmax(logits[prompt_of, node], dim=-1)  # (N, b)
-        tokens.append(torch.multinomial(probs, 1).squeeze(1))  # (N,) sampled token
-        nodes.append(node)
-        node = tree.child(node, d, tokens[-1])
-    return torch.stack(nodes, 1), torch.stack(tokens, 1), node, prompt_of
-
 
 def train(tree, ref_logits, correct, method, knob, cfg, seed, on_step=lambda step, logits: None):
     """Train theta with `method` at `knob` (beta for apo, kl_coef for the KL kinds); returns the
@@ -252,9 +191,17 @@ def label(method, knob):
     return f"{method} {'beta' if method == 'apo' else 'kl_coef'}={knob:g}"
 
 
+def knob_source(cfg):
+    """Where the knobs came from: TUNED (picked on TUNED_ON) or the command line."""
+    own = [label(m, getattr(cfg, KNOB[m])) for m in GRIDS if getattr(cfg, KNOB[m]) != TUNED[m]]
+    return (f"defaults: each the pick of 8 settings on tuning seeds {list(TUNED_ON)} by max pass@1 + pass@64 "
+            f"(--frontier)" + (f"; set on the command line: {', '.join(own)}" if own else ""))
+
+
 def tuned_runs(cfg):
-    """(name, method, knob) of the default run: base, grpo and each regularised method at its knob."""
-    return [("base", "base", 0.0), ("grpo", "grpo", 0.0)] + [(m, m, getattr(cfg, KNOB[m])) for m in GRIDS]
+    """(name, method, knob) of the default run: base, grpo, the one-sign ablations psr and nsr (no knob),
+    and each regularised method at its knob."""
+    return [(m, m, 0.0) for m in UNTUNED] + [(m, m, getattr(cfg, KNOB[m])) for m in GRIDS]
 
 
 def clipped_at_start(method, knob, cfg):
@@ -278,8 +225,7 @@ def frontier(cfg, grids=GRIDS):
     """Tune every knob on the tuning seeds by `pick`, then run every grid on the report seeds.
     Returns per-seed results on the tuning and the report seeds, and {method: picked setting}."""
     report_seeds, tuning_seeds = seed_sets(cfg)
-    runs = [("base", "base", 0.0), ("grpo", "grpo", 0.0)]
-    runs += [(label(m, k), m, k) for m, grid in grids.items() for k in grid]
+    runs = [(m, m, 0.0) for m in UNTUNED] + [(label(m, k), m, k) for m, grid in grids.items() for k in grid]
     tuning = run_seeds(cfg, tuning_seeds, runs)
     means = mean_se(tuning)[0]
     picks = {m: grid[pick([means[label(m, k)] for k in grid])] for m, grid in grids.items()}
@@ -328,15 +274,14 @@ def trace(cfg, seeds, runs):
 
 def run_default(cfg):
     """Every method at its tuned setting on the report seeds: the table, paired differences, figure."""
-    print(f"knobs: {', '.join(label(m, getattr(cfg, KNOB[m])) for m in GRIDS)}\n       defaults: each "
-          f"the pick of 8 settings on tuning seeds {seed_sets(cfg)[1]} by max pass@1 + pass@64 (--frontier)")
+    print(f"knobs: {', '.join(label(m, getattr(cfg, KNOB[m])) for m in GRIDS)}\n       {knob_source(cfg)}")
     per_seed = run_seeds(cfg, seed_sets(cfg)[0], tuned_runs(cfg))
     mean, se = mean_se(per_seed)
     tree_plots.print_table(mean, se, [f"pass@{k}" for k in KS] + ["coverage", "safe_mass", "clip_frac"])
     print(f"(± = standard error over {cfg.seeds} seeds, mostly world-to-world spread; paired rows cancel it)")
     cols = ("pass@1", "pass@64", "coverage")  # apo minus each method, seed by seed (same worlds)
     print(f"\n{'apo minus, paired by seed':<35}" + "".join(f"{c:>13}" for c in cols))
-    for b in ("grpo", "grpo_kl", "kl_on_wrong"):
+    for b in ("grpo", "psr", "nsr", "grpo_kl", "kl_on_wrong"):
         d = [per_seed["apo"][c] - per_seed[b][c] for c in cols]  # (seeds,) each
         print(f"  {b:<33}" + "".join(f"{v.mean().item():>+7.3f}±{stderr(v):.3f}" for v in d))
     if not cfg.no_plot:

@@ -10,7 +10,8 @@ of the project, so that toy/tree_demo.py can import it.
 """
 
 # One colour per method in every panel of every figure of the repository (base is dashed).
-METHOD_COLORS = {"base": "0.45", "grpo": "C0", "grpo_kl": "C1", "kl_on_wrong": "C2", "apo": "C3"}
+METHOD_COLORS = {"base": "0.45", "grpo": "C0", "grpo_kl": "C1", "kl_on_wrong": "C2", "apo": "C3",
+                 "psr": "C4", "nsr": "C5"}  # psr, nsr: the one-sign ablations, dotted
 SPREAD = ("pass@", "coverage")  # table columns printed as mean±standard error
 
 
@@ -47,7 +48,7 @@ def _save(fig, title, path):
 
 
 def _style(name):
-    return {"color": METHOD_COLORS[name], "linestyle": "--" if name == "base" else "-"}
+    return {"color": METHOD_COLORS[name], "linestyle": {"base": "--", "psr": ":", "nsr": ":"}.get(name, "-")}
 
 
 def _world(cfg):
@@ -78,8 +79,8 @@ def plot_frontier(mean, se, grids, picks, label, clipped, seeds, path):
     for a, y in zip(ax, ("pass@64", "coverage")):
         a.axhline(mean["base"][y], color=METHOD_COLORS["base"], linestyle="--",
                   label=f"base (pass@1 {mean['base']['pass@1']:.3f}, off the left edge)")
-        for m, grid in [("grpo", None)] + list(grids.items()):
-            names = ["grpo"] if grid is None else [label(m, k) for k in grid]
+        for m, grid in [(m, None) for m in ("grpo", "psr", "nsr") if m in mean] + list(grids.items()):
+            names = [m] if grid is None else [label(m, k) for k in grid]
             xs, ys = ([mean[n][c] for n in names] for c in ("pass@1", y))
             a.errorbar(xs, ys, [se[n][y] for n in names], [se[n]["pass@1"] for n in names], fmt="none",
                        ecolor=METHOD_COLORS[m], alpha=0.25, elinewidth=1)  # s.e. over seeds: faint
