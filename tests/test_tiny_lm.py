@@ -100,7 +100,7 @@ def test_quick_lm_demo_runs_end_to_end_and_writes_the_json_contract(tmp_path):
     lm_demo.main(["--quick", "--out", str(tmp_path / "out"), "--json", str(path), "--no-plot"])
     result = json.loads(path.read_text())
     assert {"config", "seconds", "methods"} <= set(result)
-    assert set(result["methods"]) == {"base", "grpo", "grpo_kl", "apo"}
+    assert set(result["methods"]) == {"base", *lm_demo.METHODS}
     for r in result["methods"].values():
         for key in ("pass@1", "pass@64", "pass@1_se", "pass@64_se"):
             assert 0.0 <= r[key] <= 1.0

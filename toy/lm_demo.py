@@ -36,16 +36,18 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # `python toy/lm_demo.py`: the repository root is not on the path
     sys.path.insert(0, ROOT)
-from toy import tasks, tiny_lm  # noqa: E402
+from toy import lm_plots, tasks, tiny_lm  # noqa: E402
 
-METHODS = ("grpo", "grpo_kl", "apo")
+METHODS = ("grpo", "grpo_kl", "kl_on_wrong", "apo", "psr", "nsr")  # psr, nsr: one sign only, no knob
+TUNED = {"grpo_kl": "kl_coef", "kl_on_wrong": "kl_coef", "apo": "beta"}  # the knob --tune sweeps
+PAIRS = (("apo", "grpo_kl"), ("apo", "grpo"), ("apo", "kl_on_wrong"), ("grpo_kl", "grpo"), ("psr", "grpo"),
+         ("nsr", "grpo"))  # paired differences, by seed
+PAIRED = ("pass@1", "pass@64", "hard pass@64")  # the metrics of the paired table
 KS = (1, 2, 4, 8, 16, 32, 64)
 TUNE_SEED = 100  # the sweep's seed: never a report seed (0 .. seeds-1)
 KL_GRID = (0.003, 0.01, 0.03, 0.1)  # kl_coef settings tried by --tune (log-spaced)
 BETA_GRID = (0.05, 0.1, 0.2, 0.4)  # beta settings tried by --tune (log-spaced; the paper's 0.1)
 PROBE = (64, 16)  # strategy probe: held-out problems x samples each
-STYLE = {"base": ("0.45", "--"), "grpo": ("C0", "-"), "grpo_kl": ("C1", "-"),
-         "kl_on_wrong": ("C2", "-"), "apo": ("C3", "-")}  # colour, line style: as the tree toy
 
 
 def parse_args(argv=None):
@@ -58,6 +60,8 @@ def parse_args(argv=None):
     ap.add_argument("--max-new-tokens", type=int, default=48, help="completion budget")
     ap.add_argument("--beta", type=float, default=0.1, help="APO pull (chosen by --tune)")
     ap.add_argument("--kl-coef", type=float, default=0.1, help="k3 weight for grpo_kl (chosen by --tune)")
+    ap.add_argument("--kl-on-wrong-coef", type=float, default=0.1, help="kl_on_wrong's k3 weight (--tune)")
+    ap.add_argument("--methods", default=",".join(METHODS), help="a comma-separated subset (grpo in it)")
     ap.add_argument("--n", type=int, default=64, help="samples per held-out problem for pass@k")
     ap.add_argument("--problems", type=int, default=256, help="held-out problems evaluated")
     ap.add_argument("--seeds", type=int, default=1, help="report seeds 0..seeds-1 (mean +- SE)")
@@ -76,6 +80,10 @@ def parse_args(argv=None):
         args.max_new_tokens, args.jobs = 24, max(args.jobs, 4)  # 4 at a time: mostly Python start-up
     if args.n < max(KS) or args.steps < 1 or args.problems < 1 or args.seeds < 1:
         ap.error(f"--n must be at least {max(KS)}; --steps, --problems and --seeds at least 1")
+    given = set(args.methods.split(","))
+    if not given <= set(METHODS) or "grpo" not in given:
+        ap.error(f"--methods takes names from {', '.join(METHODS)} and must include grpo (the baseline)")
+    args.methods = tuple(m for m in METHODS if m in given)  # in METHODS' order
     return args
 
 
@@ -117,7 +125,9 @@ def write_split(args, split):
 
 
 def train_job(args, method, seed, base, out, **knobs):
-    """The train.py command of one run (a job for run_all)."""
+    """The train.py command of one run (a job for run_all); `knobs` overrides the method's own."""
+    if method == "kl_on_wrong":
+        knobs = {"kl_coef": args.kl_on_wrong_coef, **knobs}
     return (os.path.basename(out), "train.py", [
         "--model", base, "--dataset", "arith", "--loss", method, "--steps", args.steps, "--lr", args.lr,
         "--prompts-per-step", args.prompts_per_step, "--group-size", args.group_size,
@@ -186,34 +196,77 @@ def summarise(per_seed):
 
 
 def forgotten(per_seed, categories):
-    """Problems the base model solves (c >= 1 in some seed) and GRPO never (c = 0 in every seed),
-    with each model's solve rate c/n pooled over seeds."""
-    rate = {name: [sum(col) / (len(col) * runs[0]["n"]) for col in zip(*[r["c"] for r in runs])]
-            for name, runs in per_seed.items()}
-    solved = [sum(col) > 0 for col in zip(*[r["c"] for r in per_seed["base"]])]
-    never = [sum(col) == 0 for col in zip(*[r["c"] for r in per_seed["grpo"]])]
-    idx = sorted((i for i in range(len(solved)) if solved[i] and never[i]), key=lambda i: -rate["base"][i])
-    return {"index": idx, "categories": categories, "rate": rate,
-            "kept": {m: sum(any(r["c"][i] > 0 for r in per_seed[m]) for i in idx) for m in per_seed}}
+    """Problems the base model solves (c >= 1 in some seed) and GRPO never does (c = 0 in every
+    seed), selected on all seeds but one and measured on the one left out, each seed in turn.
+    Selected and measured on the same samples, GRPO's 0 would hold by construction; held out, a
+    GRPO replicate is the control row (what chance alone gives back). One seed: no held-out seed,
+    the same samples (biased, said in the print)."""
+    seeds, n = range(len(per_seed["base"])), per_seed["base"][0]["n"]
+    c = {m: [r["c"] for r in runs] for m, runs in per_seed.items()}
+    folds = []
+    for s in seeds:
+        rest = [t for t in seeds if t != s] or [s]
+        index = [i for i in range(len(categories))
+                 if any(c["base"][t][i] > 0 for t in rest) and all(c["grpo"][t][i] == 0 for t in rest)]
+        solved = {m: sum(c[m][s][i] > 0 for i in index) for m in c}  # on the held-out seed s
+        folds.append({"seed": s, "index": index, "solved": solved})
+    union = sorted({i for f in folds for i in f["index"]})
+    held = {m: {i: sum(c[m][f["seed"]][i] for f in folds if i in f["index"])  # c/n on the held-out seeds
+                / (n * sum(i in f["index"] for f in folds)) for i in union} for m in c}
+    rate = {m: [sum(col) / (len(col) * n) for col in zip(*c[m])] for m in c}  # pooled over seeds
+    full = [f for f in folds if f["index"]]
+    return {"index": sorted(union, key=lambda i: -held["base"][i]), "categories": categories, "rate": rate,
+            "held_out_rate": held, "held_out": len(folds) > 1, "sizes": [len(f["index"]) for f in folds],
+            "kept": {m: sum(f["solved"][m] for f in folds) for m in c},
+            "kept_share": {m: mean_se([f["solved"][m] / len(f["index"]) for f in full])
+                           if full else (0.0, 0.0) for m in c}}
+
+
+def category_pass(r, of, category, k):
+    """pass@k of one evaluation over the problems of one category."""
+    values = [pass_at_k(r["n"], c, k) for c, x in zip(r["c"], of) if x == category]
+    return sum(values) / max(1, len(values))
+
+
+def paired(per_seed, of):
+    """{"a - b": {metric: (mean, SE, holds at 2 SE)}}: differences taken seed by seed, so that what
+    the seed shares (its prompts, its samples) cancels; SE over seeds (0 for one seed)."""
+    value = {"pass@1": lambda r: r["pass@1"], "pass@64": lambda r: r["pass@64"],
+             "hard pass@64": lambda r: category_pass(r, of, "hard", 64)}
+    out = {}
+    for a, b in (p for p in PAIRS if set(p) <= set(per_seed)):
+        out[f"{a} - {b}"] = {}
+        for metric in PAIRED:
+            m, se = mean_se([value[metric](x) - value[metric](y) for x, y in zip(per_seed[a], per_seed[b])])
+            out[f"{a} - {b}"][metric] = (m, se, se > 0 and abs(m) > 2 * se)
+    return out
 
 
 def print_table(summary, title):
-    print(f"\n{title}\n{'method':<9}" + "".join(f"{'pass@' + str(k):>8}" for k in KS)
+    print(f"\n{title}\n{'method':<12}" + "".join(f"{'pass@' + str(k):>8}" for k in KS)
           + f"{'pass@1 +- SE':>17}{'pass@64 +- SE':>17}")
     for name, r in summary.items():
-        print(f"{name:<9}" + "".join(f"{r['curve'][k]:>8.3f}" for k in KS)
+        print(f"{name:<12}" + "".join(f"{r['curve'][k]:>8.3f}" for k in KS)
               + f"{r['pass@1']:>10.3f} +- {r['pass@1_se']:.3f}{r['pass@64']:>10.3f} +- {r['pass@64_se']:.3f}")
 
 
 def print_derived(d, args):
     print(f"k* (GRPO below base) = {d['k_star']}; GRPO pass@64 change {-d['grpo_pass@64_loss']:+.3f}, "
           f"pass@1 change {d['grpo_pass@1_gain']:+.3f}")
-    for m in METHODS[1:]:
+    for m in (m for m in args.methods if m != "grpo"):
         rec, keep = d[f"{m}_recovers"], d[f"{m}_keeps_gain"]
         print(f"{m}: recovers {'-' if rec is None else f'{rec:.0%}'} of GRPO's pass@64 loss, keeps "
               f"{'-' if keep is None else f'{keep:.0%}'} of its pass@1 gain")
-    print(f"forgotten (base solves within {args.n}, GRPO never): {d['forgotten']} problems; still solved by: "
-          + ", ".join(f"{m} {v}" for m, v in d["forgotten_kept"].items()))
+    f = d["forgotten"]
+    where = "selected on the other seeds, measured on the held-out one" if f["held_out"] else \
+        "one seed: selected and measured on the same samples, so GRPO's 0 holds by construction"
+    print(f"forgotten (base solves within {args.n}, GRPO never; {where}): sets of "
+          + ", ".join(map(str, f["sizes"])) + " problems; share still solved: "
+          + ", ".join(f"{m} {v[0]:.2f} +- {v[1]:.2f}" for m, v in f["kept_share"].items()))
+    print(f"\npaired by seed ({args.seeds} seeds; * = beyond 2 SE)" + "".join(f"{x:>22}" for x in PAIRED))
+    for name, row in d["paired"].items():
+        print(f"{name:<20}" + "".join(f"{m:>+11.3f} +- {se:.3f}{'*' if hold else ' '}"
+                                      for m, se, hold in row.values()))
     for key in d["by_category"]["base"]:
         print(f"{key:<18}" + ", ".join(f"{m} {v[key][0]:.3f} +- {v[key][1]:.3f}"
                                        for m, v in d["by_category"].items()))
@@ -226,11 +279,11 @@ def report_seeds(args, base):
     test_file, problems = write_split(args, "test"), tasks.arith_problems("test", args.problems)
     of = [tasks.category_of(tasks.parse_problem(p["problem"])) for p in problems]  # each problem's category
     seeds, t, out = range(args.seeds), time.time(), args.out
-    run_all([train_job(args, m, s, base, os.path.join(out, f"{m}_s{s}")) for s in seeds for m in METHODS],
-            args)
+    run_all([train_job(args, m, s, base, os.path.join(out, f"{m}_s{s}"))
+             for s in seeds for m in args.methods], args)
     seconds = {"train": round(time.time() - t)}
     model = {(m, s): base if m == "base" else os.path.join(args.out, f"{m}_s{s}", "final")
-             for m in ("base",) + METHODS for s in seeds}
+             for m in ("base",) + args.methods for s in seeds}
     t = time.time()
     run_all([eval_job(args, path, test_file, s, os.path.join(args.out, f"eval_{m}_s{s}"))
              for (m, s), path in model.items()], args)
@@ -244,25 +297,27 @@ def report_seeds(args, base):
     lost = summary["base"]["pass@64"] - summary["grpo"]["pass@64"]
     gain = summary["grpo"]["pass@1"] - summary["base"]["pass@1"]
     derived = {"k_star": ks, "grpo_pass@64_loss": lost, "grpo_pass@1_gain": gain}
-    for m in ("grpo_kl", "apo"):  # fractions of GRPO's pass@64 loss recovered and pass@1 gain kept
+    for m in (m for m in args.methods if m != "grpo"):  # shares of GRPO's pass@64 loss and pass@1 gain
         r = summary[m]
         derived[f"{m}_recovers"] = (r["pass@64"] - summary["grpo"]["pass@64"]) / lost if lost > 0 else None
         derived[f"{m}_keeps_gain"] = (r["pass@1"] - summary["base"]["pass@1"]) / gain if gain > 0 else None
     for_figure = forgotten(per_seed, of)
-    derived["forgotten"], derived["forgotten_kept"] = len(for_figure["index"]), for_figure["kept"]
+    derived["forgotten"] = {k: for_figure[k] for k in ("held_out", "sizes", "kept", "kept_share")}
+    derived["paired"] = paired(per_seed, of)
     cats, sm = tasks.CATEGORY_SHARE, strategies  # the problem categories; each model's strategy shares
     derived["add_first_share"] = {m: {c: mean_se([x[c] for x in v])[0] for c in cats} for m, v in sm.items()}
-    derived["by_category"] = {m: {f"{cat} pass@{k}": mean_se([  # each category of problem apart
-        sum(pass_at_k(r["n"], c, k) for c, x in zip(r["c"], of) if x == cat) / max(1, of.count(cat))
-        for r in runs]) for cat in cats for k in (1, max(KS))} for m, runs in per_seed.items()}
+    derived["by_category"] = {m: {f"{cat} pass@{k}": mean_se([category_pass(r, of, cat, k) for r in runs])
+                                  for cat in cats for k in (1, max(KS))} for m, runs in per_seed.items()}
     return summary, derived, curves, for_figure, seconds
 
 
 def tune(args, base):
     """The sweep: KL_GRID for grpo_kl, BETA_GRID for apo, on `val` with TUNE_SEED; the rule picks."""
     val_file, rows, runs = write_split(args, "val"), [], []
-    for method, knob, grid in (("grpo_kl", "kl_coef", KL_GRID), ("apo", "beta", BETA_GRID)):
-        runs += [(method, knob, v, os.path.join(args.out, f"tune_{method}_{knob}{v:g}")) for v in grid]
+    grids = {"kl_coef": KL_GRID, "beta": BETA_GRID}
+    for method in (m for m in args.methods if m in TUNED):
+        knob = TUNED[method]
+        runs += [(method, knob, v, os.path.join(args.out, f"tune_{method}_{knob}{v:g}")) for v in grids[knob]]
     ref = os.path.join(args.out, "tune_grpo")  # GRPO and base: a reference for the reader, not tuned
     run_all([train_job(args, "grpo", TUNE_SEED, base, ref)]
             + [train_job(args, m, TUNE_SEED, base, out, **{knob: v}) for m, knob, v, out in runs], args)
@@ -278,98 +333,15 @@ def tune(args, base):
         r = read_eval(out + "_eval", val_file)
         rows.append({"method": method, knob: value, "pass@1": r["pass@1"], "pass@64": r["pass@64"],
                      "score": (r["pass@1"] + r["pass@64"]) / 2})
-    choice = {m: max((r for r in rows if r["method"] == m), key=lambda r: r["score"]) for m in METHODS[1:]}
+    choice = {m: max((r for r in rows if r["method"] == m), key=lambda r: r["score"])
+              for m in args.methods if m in TUNED}
     print("\nval split, seed %d, rule max (pass@1 + pass@64)/2" % TUNE_SEED)
     for r in rows[2:]:
-        knob = "kl_coef" if "kl_coef" in r else "beta"
+        knob = TUNED[r["method"]]
         mark = " <- chosen" if r is choice[r["method"]] else ""
-        print(f"{r['method']:<8} {knob}={r[knob]:<6g} pass@1 {r['pass@1']:.3f} pass@64 {r['pass@64']:.3f} "
+        print(f"{r['method']:<11} {knob}={r[knob]:<6g} pass@1 {r['pass@1']:.3f} pass@64 {r['pass@64']:.3f} "
               f"score {r['score']:.3f}{mark}")
-    return {"rows": rows, "chosen": {m: c.get("kl_coef", c.get("beta")) for m, c in choice.items()}}
-
-
-def smooth(values, width=10):
-    values = [v for v in values if v is not None]
-    return [sum(values[max(0, i - width + 1):i + 1]) / min(i + 1, width) for i in range(len(values))]
-
-
-def plot_main(summary, derived, curves, args):
-    """pass@k +- SE; reward, safe-manifold mass and entropy over training; what each model samples."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(2, 3, figsize=(15, 8))
-    ax = ax.ravel()
-    for name, r in summary.items():
-        color, line = STYLE[name]
-        ses = [mean_se(r["per_seed_curve"][k])[1] for k in KS]
-        ax[0].errorbar(KS, [r["curve"][k] for k in KS], yerr=ses, marker="o", ms=4, capsize=3, color=color,
-                       linestyle=line, label=name)
-    ax[0].set(xscale="log", xlabel="k", ylabel="pass@k", title="held-out arith: pass@k (+- SE over seeds)")
-    ax[0].set_xticks(KS, [str(k) for k in KS])
-    panels = (("reward_mean", "training reward"), ("safe_mass", "mass on the reference top-8"),
-              ("entropy", "policy entropy (nats / token)"))
-    for i, (key, label) in enumerate(panels, start=1):
-        for m, runs in curves.items():
-            for j, c in enumerate(runs):
-                ax[i].plot(c["step"], smooth(c[key]), color=STYLE[m][0], alpha=0.8, label=None if j else m)
-        ax[i].set(xlabel="RL step", title=label + " (mean of 10 steps)")
-    names, cats = list(summary), list(tasks.CATEGORY_SHARE)
-    for i, name in enumerate(names):  # grouped bars: one group per category of problem, one bar per model
-        xs, vals = [x + 0.2 * i - 0.3 for x in range(len(cats))], derived["by_category"][name]
-        ax[4].bar(xs, [derived["add_first_share"][name][k] for k in cats], width=0.2, color=STYLE[name][0])
-        ax[5].bar(xs, [vals[f"{k} pass@64"][0] for k in cats], yerr=[vals[f"{k} pass@64"][1] for k in cats],
-                  width=0.2, color=STYLE[name][0], label=name, capsize=2)
-    ax[4].set(ylabel="share of samples", yscale="log", title="samples that 'add first'")
-    ax[5].set(ylabel="pass@64 (+- SE over seeds)", title="pass@64 by category of problem")
-    for a in ax[4:]:
-        a.set_xticks(range(len(cats)), cats)
-    for a in ax[[0, 1, 2, 3, 5]]:
-        a.legend(fontsize=8)
-    fig.suptitle(f"tiny LM on CPU: {args.steps} steps, B={args.prompts_per_step}, G={args.group_size}, "
-                 f"lr={args.lr}, beta={args.beta}, kl_coef={args.kl_coef}; n={args.n} x {args.problems} "
-                 f"held-out problems, {args.seeds} seed(s)")
-    fig.tight_layout()
-    fig.savefig(args.plot, dpi=100)
-    print(f"figure: {args.plot}")
-
-
-def plot_forgotten(f, args, problems, shown=40):
-    """Left: the problems GRPO forgot, one row each, coloured by solve rate. Right: base c/n
-    against each trained model's c/n for every held-out problem."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    names = list(f["rate"])
-    fig = plt.figure(figsize=(15, 6))
-    grid = fig.add_gridspec(1, 4, width_ratios=[1.2, 1, 1, 1])
-    a0 = fig.add_subplot(grid[0])
-    rows = f["index"][:shown]
-    cells = [[f["rate"][m][i] for m in names] for i in rows] or [[0.0] * len(names)]
-    im = a0.imshow(cells, aspect="auto", cmap="viridis", vmin=0, vmax=max(0.05, max(map(max, cells))))
-    a0.set_xticks(range(len(names)), names)
-    a0.set_yticks(range(len(rows)), [f"{problems[i]['problem'][8:-1]} ({f['categories'][i]})" for i in rows],
-                  fontsize=6)
-    a0.set_title(f"forgotten by GRPO: {len(f['index'])} problems\n(base solves, GRPO never)", fontsize=9)
-    fig.colorbar(im, ax=a0, label="solve rate c/n (pooled over seeds)")
-    for j, m in enumerate(METHODS):
-        a = fig.add_subplot(grid[j + 1])
-        for category, marker in zip(tasks.CATEGORY_SHARE, ("o", "s", "^")):  # hollow: both strategies work
-            xs = [f["rate"]["base"][i] for i, x in enumerate(f["categories"]) if x == category]
-            ys = [f["rate"][m][i] for i, x in enumerate(f["categories"]) if x == category]
-            a.scatter(xs, ys, s=14, marker=marker, edgecolors=STYLE[m][0], alpha=0.6, label=category,
-                      facecolors="none" if category == "both" else STYLE[m][0])
-        a.plot([0, 1], [0, 1], color=STYLE["base"][0], linestyle="--", lw=1)
-        sqrt = (lambda x: np.sqrt(np.clip(x, 0, None)), np.square)  # spreads out the rarely solved
-        a.set_xscale("function", functions=sqrt)
-        a.set_yscale("function", functions=sqrt)
-        a.set(xlabel="base c/n (square-root axis)", ylabel=f"{m} c/n", xlim=(0, 1), ylim=(0, 1),
-              title=f"{m}: solves {f['kept'][m]} of the {len(f['index'])} forgotten")
-        a.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(args.plot_forgotten, dpi=100)
-    print(f"figure: {args.plot_forgotten}")
+    return {"rows": rows, "chosen": {m: c[TUNED[m]] for m, c in choice.items()}}
 
 
 def main(argv=None):
@@ -387,8 +359,9 @@ def main(argv=None):
         result = {"config": vars(args), "seconds": round(time.time() - t0), "methods": summary,
                   "derived": derived, "train_seconds": seconds, "curves": curves}
         if not args.no_plot:
-            plot_main(summary, derived, curves, args)
-            plot_forgotten(for_figure, args, tasks.arith_problems("test", args.problems))
+            lm_plots.plot_main(summary, derived, curves, args, KS)
+            problems = tasks.arith_problems("test", args.problems)
+            lm_plots.plot_forgotten(for_figure, args, problems, args.methods)
     for path in filter(None, (os.path.join(args.out, "lm_demo.json"), args.json)):
         with open(path, "w") as f:
             json.dump(result, f, indent=1)
