@@ -8,7 +8,7 @@ import pytest
 
 import train
 import verify
-from toy import lm_demo, tasks, tiny_lm
+from toy import lm_coverage, lm_demo, tasks, tiny_lm
 
 
 def test_every_worked_solution_is_correct_by_verify():
@@ -116,3 +116,63 @@ def test_bad_recipe_overrides_stop_with_one_sentence(argv, message, tmp_path, ca
         tiny_lm.main([*argv, "--quick", "--out", str(tmp_path / "m")])
     assert stop.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "m").exists()  # nothing was built
+
+
+def _evals(c_by_seed, n=64):
+    """Evaluation results as read_eval returns them, from each seed's c per problem."""
+    return [{"n": n, "c": list(c), "pass@1": sum(c) / (n * len(c)),
+             "pass@64": sum(lm_demo.pass_at_k(n, x, 64) for x in c) / len(c)} for c in c_by_seed]
+
+
+def test_forgotten_problems_are_selected_on_the_other_seeds_and_measured_on_the_held_out_one():
+    # problem 0: base solves it on seed 0 only, GRPO on seed 2 only; problem 1: GRPO never, base
+    # on seeds 0 and 1; problem 2: base never. Selected and measured on the same seeds, GRPO keeps
+    # 0 of the set by construction; held out, its replicate on seed 2 solves problem 0.
+    per_seed = {"base": _evals([(3, 2, 0), (0, 1, 0), (0, 0, 0)]),
+                "grpo": _evals([(0, 0, 0), (0, 0, 0), (5, 0, 0)]),
+                "apo": _evals([(0, 0, 0), (0, 4, 0), (0, 0, 0)])}
+    f = lm_demo.forgotten(per_seed, ["hard"] * 3)
+    assert f["held_out"] and f["sizes"] == [1, 1, 2]  # folds 0 and 1: {1}; fold 2: {0, 1}
+    assert f["kept"] == {"base": 2, "grpo": 1, "apo": 1}  # base on seeds 0, 1; grpo 0 on 2; apo 1 on 1
+    assert f["kept_share"]["grpo"][0] == pytest.approx((0 + 0 + 0.5) / 3)
+    assert sorted(f["index"]) == [0, 1]
+    assert f["held_out_rate"]["grpo"][0] == pytest.approx(5 / 64)  # only fold 2 selected problem 0
+    one = lm_demo.forgotten({m: runs[:1] for m, runs in per_seed.items()}, ["hard"] * 3)
+    assert not one["held_out"] and one["kept"]["grpo"] == 0  # one seed: the biased view, said so
+
+
+def test_paired_differences_are_taken_seed_by_seed():
+    of = ["hard", "both"]
+    per_seed = {"grpo": _evals([(0, 10), (2, 10), (4, 10)]), "apo": _evals([(1, 10), (3, 10), (5, 10)]),
+                "grpo_kl": _evals([(1, 10), (3, 11), (0, 10)])}
+    d = lm_demo.paired(per_seed, of)
+    assert set(d) == {"apo - grpo_kl", "apo - grpo", "grpo_kl - grpo"}  # only the pairs whose methods ran
+    m, se, holds = d["apo - grpo"]["pass@1"]
+    assert m == pytest.approx(1 / 128) and se == pytest.approx(0.0) and not holds  # no spread: no claim
+    m, se, holds = d["apo - grpo_kl"]["hard pass@64"]
+    diffs = [0.0, 0.0, lm_demo.pass_at_k(64, 5, 64) - 0.0]
+    assert m == pytest.approx(sum(diffs) / 3) and se == pytest.approx(lm_demo.mean_se(diffs)[1]) and not holds
+
+
+def test_methods_flag_takes_known_names_and_needs_grpo(capsys):
+    assert lm_demo.parse_args(["--methods", "nsr,grpo"]).methods == ("grpo", "nsr")
+    for bad in ("grpo,ppo", "apo"):
+        with pytest.raises(SystemExit) as stop:
+            lm_demo.parse_args(["--methods", bad])
+        assert stop.value.code == 2 and "--methods takes names from" in capsys.readouterr().err
+
+
+def test_coverage_solutions_are_correct_and_hard_ones_add_first():
+    rows = lm_coverage.solution_rows(64)
+    assert len(rows["all"]) == 64 and 0 < len(rows["hard"]) < 64
+    for r in rows["all"]:
+        terms = tasks.parse_problem(r["problem"])
+        assert r["solution"].startswith(" ") and r["solution"].endswith(f"\\boxed{{{r['answer']}}}")
+        assert tasks.strategy_of(r["solution"], terms) == ("add_first" if r in rows["hard"] else "left")
+
+
+def test_coverage_runs_eval_py_on_a_model(quick_model, tmp_path):
+    result = lm_coverage.main(["--model", quick_model, "--problems", "8", "--out", str(tmp_path)])
+    for cov in result.values():
+        values = [cov[f"top{k}"] for k in lm_coverage.PAPER]
+        assert cov["tokens"] > 0 and values == sorted(values) and 0 <= values[0] <= values[-1] <= 1

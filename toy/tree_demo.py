@@ -94,9 +94,10 @@ class Config:
     json: str = cli.option(None, "write results as JSON here")
 
 
-def parse_args(argv=None):
-    ap = cli.build_parser(Config, __doc__.split("\n")[0])
-    cfg = Config(**vars(ap.parse_args(argv)))
+def parse_args(argv=None, config=Config, doc=__doc__):
+    """The flags of `config` (Config, or toy/tree_paper.py's subclass), checked."""
+    ap = cli.build_parser(config, doc.split("\n")[0])
+    cfg = config(**vars(ap.parse_args(argv)))
     checks = [  # (holds, the one line that says what to fix); the first failure exits with code 2
         (min(cfg.prompts, cfg.branching, cfg.depth, cfg.correct, cfg.steps, cfg.seeds, cfg.trace_every) >= 1,
          "--prompts, --branching, --depth, --correct, --steps, --seeds and --trace-every must be at least 1"),
@@ -122,11 +123,14 @@ def seed_sets(cfg):
 
 # ------------------------------------------------------------------------------ training
 
-def train(tree, ref_logits, correct, method, knob, cfg, seed, on_step=lambda step, logits: None):
+def train(tree, ref_logits, correct, method, knob, cfg, seed, on_step=lambda step, logits: None,
+          on_batch=None):
     """Train theta with `method` at `knob` (beta for apo, kl_coef for the KL kinds); returns the
     final policy logits (P, nodes, b) and the fraction of clipped tokens, averaged over steps.
     `on_step(step, logits)` sees the detached policy (P, nodes, b) at step 0 (the reference) and
-    after each update 1..steps (--trace); it draws no random numbers, so results stay the same."""
+    after each update 1..steps (--trace). `on_batch(step, theta, batch)` sees each step's batch
+    before the update (toy/tree_paper.py: gradients of several losses on it). Neither draws random
+    numbers, so results stay the same."""
     torch.manual_seed(1000 + seed)  # the same sampling seed for every method
     theta = torch.zeros(ref_logits.shape[1:], requires_grad=True)  # (nodes, b) shared
     opt = torch.optim.Adam([theta], lr=cfg.lr)
@@ -146,11 +150,16 @@ def train(tree, ref_logits, correct, method, knob, cfg, seed, on_step=lambda ste
         ref_logp = apo.gather_logp(ref, y[..., None]).squeeze(-1)  # (N, D) log pi_ref(y_t)
         topk_ids, ref_topk_logp = apo.reference_topk(ref, cfg.top_k)  # (N, D, K) each
         topk_logp = apo.gather_logp(pol, topk_ids)  # (N, D, K) log pi_theta at anchors
-        loss, m = apo.policy_loss(
-            logp, logp.detach(), adv, mask, kind=method, ref_logp=ref_logp,
-            topk_logp=topk_logp, ref_topk_logp=ref_topk_logp,
-            topk_is_sampled=topk_ids == y[..., None], lam=cfg.lam, clip_low=CLIP_LOW,
-            beta=knob, kl_coef=knob)  # each kind reads only its own knob
+        def loss_of(kind, value, lam=cfg.lam):  # each kind reads only its own knob, `value`
+            return apo.policy_loss(
+                logp, logp.detach(), adv, mask, kind=kind, ref_logp=ref_logp,
+                topk_logp=topk_logp, ref_topk_logp=ref_topk_logp,
+                topk_is_sampled=topk_ids == y[..., None], lam=lam, clip_low=CLIP_LOW,
+                beta=value, kl_coef=value)
+        loss, m = loss_of(method, knob)
+        if on_batch:
+            on_batch(step, theta, {"loss_of": loss_of, "adv": adv, "topk_logp": topk_logp, "ref_topk_logp":
+                                   ref_topk_logp, "topk_is_sampled": topk_ids == y[..., None]})
         opt.zero_grad()
         loss.backward()
         opt.step()
