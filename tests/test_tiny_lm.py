@@ -3,6 +3,7 @@ smaller build trains through train.py end to end, and lm_demo's --quick run keep
 
 import json
 import random
+import time
 
 import pytest
 
@@ -176,3 +177,14 @@ def test_coverage_runs_eval_py_on_a_model(quick_model, tmp_path):
     for cov in result.values():
         values = [cov[f"top{k}"] for k in lm_coverage.PAPER]
         assert cov["tokens"] > 0 and values == sorted(values) and 0 <= values[0] <= values[-1] <= 1
+
+
+def test_a_failed_job_stops_the_demo_and_the_jobs_still_running(tmp_path):
+    slow, fail, marker = tmp_path / "slow.py", tmp_path / "fail.py", tmp_path / "slow_finished"
+    slow.write_text(f"import time\ntime.sleep(2)\nopen({str(marker)!r}, 'w').close()\n")
+    fail.write_text("raise SystemExit(1)\n")
+    args = lm_demo.parse_args(["--jobs", "2", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="fail failed"):
+        lm_demo.run_all([("slow", str(slow), []), ("fail", str(fail), [])], args)
+    time.sleep(3)
+    assert not marker.exists()  # killed, not left to write on after the demo stopped

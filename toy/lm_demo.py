@@ -106,6 +106,8 @@ def run_all(jobs, args):
             if job[2]:
                 job[2].close()
             if job[1].returncode != 0:
+                for _, other, _ in running:  # stop the rest too: none of them may keep writing
+                    other.kill()
                 raise SystemExit(f"error: {job[0]} failed; see its message above or {args.out}/{job[0]}.log")
 
 
