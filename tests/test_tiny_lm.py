@@ -2,6 +2,7 @@
 smaller build trains through train.py end to end, and lm_demo's --quick run keeps its JSON contract."""
 
 import json
+import math
 import random
 import time
 
@@ -98,13 +99,15 @@ def test_k_star_interpolates_where_grpo_falls_below_base():
 
 def test_quick_lm_demo_runs_end_to_end_and_writes_the_json_contract(tmp_path):
     path = tmp_path / "demo.json"
-    lm_demo.main(["--quick", "--out", str(tmp_path / "out"), "--json", str(path), "--no-plot"])
+    lm_demo.main(["--quick", "--methods", "grpo,apo", "--out", str(tmp_path / "out"), "--json", str(path),
+                  "--no-plot"])  # two methods: --methods reaches every stage, and CI stays short
     result = json.loads(path.read_text())
     assert {"config", "seconds", "methods"} <= set(result)
-    assert set(result["methods"]) == {"base", *lm_demo.METHODS}
+    assert set(result["methods"]) == {"base", "grpo", "apo"} and set(result["curves"]) == {"grpo", "apo"}
+    assert set(result["derived"]["paired"]) == {"apo - grpo"}
     for r in result["methods"].values():
-        for key in ("pass@1", "pass@64", "pass@1_se", "pass@64_se"):
-            assert 0.0 <= r[key] <= 1.0
+        for key in ("pass@1", "pass@64"):
+            assert 0.0 <= r[key] <= 1.0 and math.isnan(r[key + "_se"])  # one seed: no spread to measure
         assert [int(k) for k in r["curve"]] == list(lm_demo.KS)
         assert r["curve"]["1"] == pytest.approx(r["pass@1"])
 
@@ -149,7 +152,7 @@ def test_paired_differences_are_taken_seed_by_seed():
     d = lm_demo.paired(per_seed, of)
     assert set(d) == {"apo - grpo_kl", "apo - grpo", "grpo_kl - grpo"}  # only the pairs whose methods ran
     m, se, holds = d["apo - grpo"]["pass@1"]
-    assert m == pytest.approx(1 / 128) and se == pytest.approx(0.0) and not holds  # no spread: no claim
+    assert m == pytest.approx(1 / 128) and se == pytest.approx(0.0) and holds  # the same gain on every seed
     m, se, holds = d["apo - grpo_kl"]["hard pass@64"]
     diffs = [0.0, 0.0, lm_demo.pass_at_k(64, 5, 64) - 0.0]
     assert m == pytest.approx(sum(diffs) / 3) and se == pytest.approx(lm_demo.mean_se(diffs)[1]) and not holds
@@ -188,3 +191,9 @@ def test_a_failed_job_stops_the_demo_and_the_jobs_still_running(tmp_path):
         lm_demo.run_all([("slow", str(slow), []), ("fail", str(fail), [])], args)
     time.sleep(3)
     assert not marker.exists()  # killed, not left to write on after the demo stopped
+
+
+def test_one_seed_gives_no_standard_error_and_no_claim():
+    per_seed = {"grpo": _evals([(0, 10)]), "apo": _evals([(5, 10)])}
+    m, se, holds = lm_demo.paired(per_seed, ["hard", "both"])["apo - grpo"]["pass@1"]
+    assert m > 0 and math.isnan(se) and not holds

@@ -13,7 +13,7 @@ from toy.tree_world import evaluate, make_world
 
 
 def small(**kw):
-    return dataclasses.replace(tree_paper.Config(), steps=3, seeds=1, prompts=8, **kw)
+    return dataclasses.replace(tree_paper.Config(), **{"steps": 3, "seeds": 1, "prompts": 8, **kw})
 
 
 def test_the_batch_hook_changes_no_training():
@@ -27,29 +27,35 @@ def test_the_batch_hook_changes_no_training():
     assert torch.equal(plain, hooked) and len(seen) == cfg.steps
 
 
-def test_pull_and_kl_directions_are_the_gradients_of_the_terms_they_name():
-    """At step 1 (ratio 1, r~ = lam - beta inside the clip band) the pull is minus the gradient of
-    sum over wrong tokens of A * beta * r_anchor / tokens, and the KL direction is minus the
-    gradient of kl_coef * mean k3; both written out here, not through apo.policy_loss."""
-    cfg = small()
+@pytest.mark.parametrize("beta", [0.14, 0.5])  # 0.5: every wrong token gated at first (r~ = 0.55)
+def test_pull_and_kl_directions_are_the_gradients_of_the_terms_they_name(beta):
+    """At every step the pull is minus the gradient of sum over the wrong tokens *inside the clip
+    band* (r~ = lam * ratio - beta * r_anchor >= 1 - clip_low; the ratio is 1 here) of
+    A * beta * r_anchor / tokens, and the KL direction minus the gradient of kl_coef * mean k3:
+    both written out here, not through apo.policy_loss. A gated token has no pull."""
+    cfg = small(steps=30, beta=beta)
     tree, ref, correct = make_world(cfg, 0)
-    checked = []
+    seen = {"gated": 0, "pulled": 0}
 
     def on_batch(step, theta, b):
-        if step > 1:
-            return
-        d = tree_paper.directions(theta, b, cfg.beta, cfg)
-        adv = b["adv"][:, None].expand_as(b["topk_logp"][..., 0])  # (N, D)
+        d = tree_paper.directions(theta, b, beta, cfg)
+        adv = b["adv"][:, None].expand_as(b["logp"])  # (N, D)
         pi, ref_pi = b["topk_logp"].exp(), b["ref_topk_logp"].exp()  # (N, D, K)
         anchors = ~b["topk_is_sampled"]
         r_anchor = (pi * anchors).sum(-1) / (ref_pi * anchors).sum(-1)
-        pull_loss = (adv.clamp(max=0) * cfg.beta * r_anchor).sum() / adv.numel()  # A < 0 tokens only
+        in_band = (cfg.lam - beta * r_anchor.detach() >= 1 - tree_demo.CLIP_LOW) & (adv < 0)
+        seen["gated"] += int(((adv < 0) & ~in_band).sum())
+        seen["pulled"] += int(in_band.sum())
+        pull_loss = (adv * beta * r_anchor * in_band).sum() / adv.numel()
         want = -torch.autograd.grad(pull_loss, theta, retain_graph=True)[0]
         assert torch.allclose(d["pull"], want, atol=1e-7, rtol=1e-5)
-        checked.append(True)
+        delta = b["ref_logp"] - b["logp"]
+        k3 = (delta.exp() - delta - 1) * b["mask"]
+        want = -torch.autograd.grad(beta * k3.sum() / b["mask"].sum(), theta, retain_graph=True)[0]
+        assert torch.allclose(d["kl"], want, atol=1e-7, rtol=1e-5)
 
-    tree_demo.train(tree, ref, correct, "apo", cfg.beta, cfg, 0, on_batch=on_batch)
-    assert checked
+    tree_demo.train(tree, ref, correct, "apo", beta, cfg, 0, on_batch=on_batch)
+    assert seen["pulled"] > 0 and (seen["gated"] > 0 if beta == 0.5 else True)
 
 
 def test_cosine_is_nan_for_a_zero_gradient_and_signed_otherwise():

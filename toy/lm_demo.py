@@ -1,8 +1,9 @@
-"""GRPO vs APO on an actual transformer, on a CPU: the problems RL forgets, and who keeps them.
+"""GRPO, KL and APO on an actual transformer, on a CPU: the problems RL forgets, and who keeps them.
 
-Run:  python toy/lm_demo.py                     one seed, the tuned knobs (440 s on 2 cores)
-      python toy/lm_demo.py --seeds 3 --jobs 5  the README's table and figures (mean +- SE over seeds)
-      python toy/lm_demo.py --tune --jobs 5     the sweep of kl_coef and beta on the `val` split
+Run:  python toy/lm_demo.py                     one seed, every method at its tuned knob
+      python toy/lm_demo.py --seeds 5 --jobs 5  the README's tables and figures (paired by seed)
+      python toy/lm_demo.py --tune --jobs 5     the sweep of each method's knob on the `val` split
+      python toy/lm_demo.py --methods grpo,apo  only these (grpo, the baseline, always)
       python toy/lm_demo.py --quick             seconds: a much smaller model, every stage (CI)
 
 1. `toy/tiny_lm.py` builds (once) a ~1M-parameter Qwen2 pre-trained on `arith` (toy/tasks.py,
@@ -10,16 +11,20 @@ Run:  python toy/lm_demo.py                     one seed, the tuned knobs (440 s
    a and c first" in 20 %) and `left_only` ones (a + c >= 100: only left to right works), a
    fifth of its solutions careless in their last step. It never sees a `hard` problem (a < b,
    30 % of every split), where only "add first" works.
-2. `train.py --model tiny --dataset arith` trains grpo, grpo_kl and apo from the same start,
-   prompts and budget (separate processes, as a user runs them), `--track-safe-mass` on.
+2. `train.py --model tiny --dataset arith` trains every kind of apo.py (grpo, grpo_kl,
+   kl_on_wrong, apo and the one-sign ablations psr and nsr) from the same start, prompts and
+   budget (separate processes, as a user runs them), `--track-safe-mass` on.
 3. `eval.py` measures pass@k (k <= 64, temperature 1.0) on held-out problems and each
    problem's c of n; a probe counts the strategies each model samples.
-4. A table, `OUT/lm_demo.json`, `toy/lm_demo.png` and `toy/lm_forgotten.png` (the held-out
-   problems the base model solves within 64 samples and GRPO never does, and who keeps them).
+4. A table, differences paired by seed (`paired`), `OUT/lm_demo.json`, `toy/lm_demo.png` and
+   `toy/lm_forgotten.png`: the held-out problems the base model solves within 64 samples and
+   GRPO never does, selected on all seeds but one and measured on the one left out, so that a
+   held-out GRPO run is the control (`forgotten`).
 
-Fairness (one tuning budget for every method, never on a reported split): `--tune` gives kl_coef
-and beta four settings each on the `val` split with seed TUNE_SEED, neither reported; the rule,
-fixed before the sweep, takes the highest (pass@1 + pass@64) / 2 on `val`: kl_coef 0.1, beta 0.1.
+Fairness (one tuning budget for every method, never on a reported split): `--tune` gives each
+knob (TUNED: kl_coef for grpo_kl and for kl_on_wrong, beta for apo) the four settings of its grid
+on the `val` split with seed TUNE_SEED, neither reported; the rule, fixed before the sweep, takes
+the highest (pass@1 + pass@64) / 2 on `val`. psr and nsr have no knob.
 
 Departures from train.py's defaults: lr 1e-4, not 1e-6 (a 1M-parameter model, 200 steps on a
 CPU); 8 prompts x G = 8; 48 new tokens. `--jobs J`: J processes at once, cores / J threads each.
@@ -78,8 +83,8 @@ def parse_args(argv=None):
     if args.quick:  # every stage, on a model that builds in seconds; numbers mean nothing
         args.steps, args.prompts_per_step, args.group_size, args.problems = 2, 2, 4, 4
         args.max_new_tokens, args.jobs = 24, max(args.jobs, 4)  # 4 at a time: mostly Python start-up
-    if args.n < max(KS) or args.steps < 1 or args.problems < 1 or args.seeds < 1:
-        ap.error(f"--n must be at least {max(KS)}; --steps, --problems and --seeds at least 1")
+    if args.n < max(KS) or min(args.steps, args.problems, args.seeds, args.jobs) < 1:
+        ap.error(f"--n must be at least {max(KS)}; --steps, --problems, --seeds and --jobs at least 1")
     given = set(args.methods.split(","))
     if not given <= set(METHODS) or "grpo" not in given:
         ap.error(f"--methods takes names from {', '.join(METHODS)} and must include grpo (the baseline)")
@@ -106,8 +111,11 @@ def run_all(jobs, args):
             if job[2]:
                 job[2].close()
             if job[1].returncode != 0:
-                for _, other, _ in running:  # stop the rest too: none of them may keep writing
+                for _, other, other_log in running:  # stop the rest too: none of them may keep writing
                     other.kill()
+                    other.wait()
+                    if other_log:
+                        other_log.close()
                 raise SystemExit(f"error: {job[0]} failed; see its message above or {args.out}/{job[0]}.log")
 
 
@@ -171,9 +179,9 @@ def pass_at_k(n, c, k):
 
 
 def mean_se(xs):
-    """Mean and standard error over seeds (0 for one seed)."""
+    """Mean and standard error over seeds (nan for one seed: no spread to measure)."""
     m = sum(xs) / len(xs)
-    var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
+    var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else math.nan
     return m, math.sqrt(var / len(xs))
 
 
@@ -221,18 +229,18 @@ def forgotten(per_seed, categories):
             "held_out_rate": held, "held_out": len(folds) > 1, "sizes": [len(f["index"]) for f in folds],
             "kept": {m: sum(f["solved"][m] for f in folds) for m in c},
             "kept_share": {m: mean_se([f["solved"][m] / len(f["index"]) for f in full])
-                           if full else (0.0, 0.0) for m in c}}
+                           if full else (math.nan, math.nan) for m in c}}
 
 
 def category_pass(r, of, category, k):
     """pass@k of one evaluation over the problems of one category."""
     values = [pass_at_k(r["n"], c, k) for c, x in zip(r["c"], of) if x == category]
-    return sum(values) / max(1, len(values))
+    return sum(values) / len(values) if values else math.nan
 
 
 def paired(per_seed, of):
     """{"a - b": {metric: (mean, SE, holds at 2 SE)}}: differences taken seed by seed, so that what
-    the seed shares (its prompts, its samples) cancels; SE over seeds (0 for one seed)."""
+    the seed shares (its prompts, its samples) cancels; SE over seeds (nan for one seed)."""
     value = {"pass@1": lambda r: r["pass@1"], "pass@64": lambda r: r["pass@64"],
              "hard pass@64": lambda r: category_pass(r, of, "hard", 64)}
     out = {}
@@ -240,7 +248,7 @@ def paired(per_seed, of):
         out[f"{a} - {b}"] = {}
         for metric in PAIRED:
             m, se = mean_se([value[metric](x) - value[metric](y) for x, y in zip(per_seed[a], per_seed[b])])
-            out[f"{a} - {b}"][metric] = (m, se, se > 0 and abs(m) > 2 * se)
+            out[f"{a} - {b}"][metric] = (m, se, abs(m) > 2 * se)  # False for nan (one seed)
     return out
 
 
@@ -263,9 +271,11 @@ def print_derived(d, args):
     where = "selected on the other seeds, measured on the held-out one" if f["held_out"] else \
         "one seed: selected and measured on the same samples, so GRPO's 0 holds by construction"
     print(f"forgotten (base solves within {args.n}, GRPO never; {where}): sets of "
-          + ", ".join(map(str, f["sizes"])) + " problems; share still solved: "
-          + ", ".join(f"{m} {v[0]:.2f} +- {v[1]:.2f}" for m, v in f["kept_share"].items()))
-    print(f"\npaired by seed ({args.seeds} seeds; * = beyond 2 SE)" + "".join(f"{x:>22}" for x in PAIRED))
+          + ", ".join(map(str, f["sizes"])) + " problems; " + ("share still solved: " + ", ".join(
+              f"{m} {v[0]:.2f} +- {v[1]:.2f}" for m, v in f["kept_share"].items()) if any(f["sizes"])
+              else "no forgotten problems") + " (folds share seeds: the SE is indicative)")
+    print(f"\npaired by seed ({args.seeds} seeds; * = beyond 2 SE, not a t-test: with few seeds the "
+          "t quantile is larger)" + "".join(f"{x:>22}" for x in PAIRED))
     for name, row in d["paired"].items():
         print(f"{name:<20}" + "".join(f"{m:>+11.3f} +- {se:.3f}{'*' if hold else ' '}"
                                       for m, se, hold in row.values()))
@@ -291,9 +301,9 @@ def report_seeds(args, base):
              for (m, s), path in model.items()], args)
     seconds["eval"] = round(time.time() - t)
     per_seed = {m: [read_eval(os.path.join(args.out, f"eval_{m}_s{s}"), test_file) for s in seeds]
-                for m in ("base",) + METHODS}
-    curves = {m: [read_curves(os.path.join(args.out, f"{m}_s{s}")) for s in seeds] for m in METHODS}
-    strategies = {m: [probe(model[m, s], args, s) for s in seeds] for m in ("base",) + METHODS}
+                for m in ("base",) + args.methods}
+    curves = {m: [read_curves(os.path.join(args.out, f"{m}_s{s}")) for s in seeds] for m in args.methods}
+    strategies = {m: [probe(model[m, s], args, s) for s in seeds] for m in ("base",) + args.methods}
     summary = summarise(per_seed)
     ks = k_star(summary["base"]["curve"], summary["grpo"]["curve"])
     lost = summary["base"]["pass@64"] - summary["grpo"]["pass@64"]
@@ -314,7 +324,8 @@ def report_seeds(args, base):
 
 
 def tune(args, base):
-    """The sweep: KL_GRID for grpo_kl, BETA_GRID for apo, on `val` with TUNE_SEED; the rule picks."""
+    """The sweep: KL_GRID for grpo_kl and kl_on_wrong, BETA_GRID for apo, on `val` with TUNE_SEED;
+    the rule picks (only the methods of --methods)."""
     val_file, rows, runs = write_split(args, "val"), [], []
     grids = {"kl_coef": KL_GRID, "beta": BETA_GRID}
     for method in (m for m in args.methods if m in TUNED):

@@ -92,8 +92,10 @@ def plot_forgotten(f, args, problems, methods, shown=40):
     a0.set_xticks(range(len(names)), names, rotation=45)
     a0.set_yticks(range(len(rows)), [f"{problems[i]['problem'][8:-1]} ({f['categories'][i]})" for i in rows],
                   fontsize=6)
-    a0.set_title(f"forgotten by GRPO: {len(f['index'])} problems\n(selected on the other seeds)", fontsize=9)
-    fig.colorbar(im, ax=a0, label="solve rate c/n on the held-out seed")
+    where = ("selected on the other seeds", "on the held-out seed") if f["held_out"] else \
+        ("one seed: selected on the same samples", "on that seed")
+    a0.set_title(f"forgotten by GRPO: {len(f['index'])} problems\n({where[0]})", fontsize=9)
+    fig.colorbar(im, ax=a0, label=f"solve rate c/n {where[1]}")
     for j, m in enumerate(methods):
         a = fig.add_subplot(grid[j // cols, j % cols + 1])
         color = style(m)[0]

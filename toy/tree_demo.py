@@ -150,16 +150,18 @@ def train(tree, ref_logits, correct, method, knob, cfg, seed, on_step=lambda ste
         ref_logp = apo.gather_logp(ref, y[..., None]).squeeze(-1)  # (N, D) log pi_ref(y_t)
         topk_ids, ref_topk_logp = apo.reference_topk(ref, cfg.top_k)  # (N, D, K) each
         topk_logp = apo.gather_logp(pol, topk_ids)  # (N, D, K) log pi_theta at anchors
-        def loss_of(kind, value, lam=cfg.lam):  # each kind reads only its own knob, `value`
-            return apo.policy_loss(
+        def loss_of(kind, value, lam=cfg.lam, anchors_grad=True):  # each kind reads only its knob `value`
+            return apo.policy_loss(  # anchors_grad=False: r_anchor a constant (toy/tree_paper.py)
                 logp, logp.detach(), adv, mask, kind=kind, ref_logp=ref_logp,
-                topk_logp=topk_logp, ref_topk_logp=ref_topk_logp,
+                topk_logp=topk_logp if anchors_grad else topk_logp.detach(), ref_topk_logp=ref_topk_logp,
                 topk_is_sampled=topk_ids == y[..., None], lam=lam, clip_low=CLIP_LOW,
                 beta=value, kl_coef=value)
         loss, m = loss_of(method, knob)
         if on_batch:
-            on_batch(step, theta, {"loss_of": loss_of, "adv": adv, "topk_logp": topk_logp, "ref_topk_logp":
-                                   ref_topk_logp, "topk_is_sampled": topk_ids == y[..., None]})
+            on_batch(step, theta, {"loss_of": loss_of, "adv": adv, "mask": mask, "logp": logp,
+                                   "ref_logp": ref_logp, "topk_logp": topk_logp,
+                                   "ref_topk_logp": ref_topk_logp,
+                                   "topk_is_sampled": topk_ids == y[..., None]})
         opt.zero_grad()
         loss.backward()
         opt.step()

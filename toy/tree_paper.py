@@ -9,7 +9,9 @@ Here, on every step's batch of the tree toy (toy/tree_demo.py, report seeds, tun
 g(L) = the gradient of a loss with respect to theta:
   reward  = -g(L_grpo)                         the GRPO surrogate's ascent direction
   kl      = -(g(L_grpo_kl) - g(L_grpo))        the k3 term of grpo_kl (its run)
-  pull    = -(g(L_apo) - g(L_apo, beta = 0))   APO's pull on the anchors (its run)
+  pull    = -(g(L_apo) - g(L_apo, r_anchor held constant))   APO's pull on the anchors (its
+                                               run): the gradient through the anchors only, so 0
+                                               at a token the clip gates
   support = +g(J_support)                      J_support: the policy's mass on the reference top-K
                                                at the batch's positions of wrong completions
 and it prints and draws cos(kl, reward), cos(pull, reward), cos(kl, support), cos(pull, support)
@@ -18,7 +20,7 @@ over training (mean and standard error over seeds). A cosine of 0 means orthogon
 Figure 5, "sensitivity": APO trained at each beta of tree_demo's grid, at lam from 1.0 to 1.2,
 and at every anchor-set size K (the world's own top-K, which places the correct leaves, stays
 at 3), the other two at their defaults; pass@1 and pass@64 on the report seeds. Nothing is picked
-here: it shows the shape of each curve (the paper reports an inverted U in pass@1 for each).
+here: it shows the shape of each curve (the paper reports an inverted U in pass@1 for λ and K).
 """
 
 import dataclasses
@@ -47,7 +49,8 @@ class Config(tree_demo.Config):
 
 
 def cosine(a, b):
-    """Cosine of two flattened gradients; nan when either is zero (a gated pull has none)."""
+    """Cosine of two flattened gradients; nan when either is zero (a step whose wrong tokens are
+    all gated has no pull)."""
     na, nb = a.norm(), b.norm()
     return (a.flatten() @ b.flatten() / (na * nb)).item() if na > 0 and nb > 0 else float("nan")
 
@@ -61,7 +64,7 @@ def directions(theta, batch, knob, cfg):
     support = (batch["topk_logp"].exp().sum(-1) * wrong).sum()  # J_support on wrong completions
     return {"reward": -g_grpo, "support": grad(support),
             "kl": -(grad(loss_of("grpo_kl", knob)[0]) - g_grpo),
-            "pull": -(grad(loss_of("apo", knob)[0]) - grad(loss_of("apo", 0.0)[0]))}
+            "pull": -(grad(loss_of("apo", knob)[0]) - grad(loss_of("apo", knob, anchors_grad=False)[0]))}
 
 
 def gradient_dynamics(cfg, seeds):
@@ -84,16 +87,17 @@ def gradient_dynamics(cfg, seeds):
 
 
 def sensitivity(cfg, seeds):
-    """APO's pass@1 and pass@64 at every setting of SWEEPS: {knob: [(value, {metric: (seeds,)})]}."""
+    """APO's pass@1, pass@64 and clip_frac (the share of tokens the gate removed) at every setting
+    of SWEEPS: {knob: [(value, {metric: (seeds,)})]}."""
     out = {}
     for knob, grid in SWEEPS.items():
         for value in grid or range(1, cfg.branching + 1):
             run = dataclasses.replace(cfg, **{knob: value})  # the loss's knobs; the world keeps cfg's K
-            metrics = {"pass@1": [], "pass@64": []}
+            metrics = {"pass@1": [], "pass@64": [], "clip_frac": []}
             for seed in seeds:
                 tree, ref_logits, correct = make_world(cfg, seed)
-                final, _ = tree_demo.train(tree, ref_logits, correct, "apo", run.beta, run, seed)
-                m = evaluate(tree, final, ref_logits, correct, cfg.top_k)
+                final, clip_frac = tree_demo.train(tree, ref_logits, correct, "apo", run.beta, run, seed)
+                m = evaluate(tree, final, ref_logits, correct, cfg.top_k) | {"clip_frac": clip_frac}
                 for k in metrics:
                     metrics[k].append(m[k])
             out.setdefault(knob, []).append((value, {k: torch.tensor(v) for k, v in metrics.items()}))
@@ -101,11 +105,12 @@ def sensitivity(cfg, seeds):
 
 
 def nanmean_se(v):
-    """Mean and standard error over seeds (dim 0), ignoring nan (a step where the pull was gated)."""
+    """Mean and standard error over seeds (dim 0), ignoring nan (a step with no pull, or the first
+    step's k3 term: zero while the policy is the reference); nan with no value (mean) or one (SE)."""
     ok = ~v.isnan()
-    n = ok.sum(0).clamp(min=1)
-    mean = torch.where(ok, v, 0).sum(0) / n
-    var = torch.where(ok, (v - mean) ** 2, 0).sum(0) / (n - 1).clamp(min=1)
+    n = ok.sum(0)
+    mean = torch.where(ok, v, 0).sum(0) / n  # nan where n = 0
+    var = torch.where(ok, (v - mean) ** 2, 0).sum(0) / (n - 1)  # nan where n < 2
     return mean, (var / n).sqrt()
 
 
@@ -119,7 +124,7 @@ def report(cos, sens, cfg):
         mean, se = nanmean_se(v)
         result["cosines"][key] = {"mean": mean.tolist(), "se": se.tolist()}
         print(f"{key:<20}" + "".join(f"{mean[s - 1]:>+7.2f}" for s in steps)
-              + f"   mean over steps {mean.nanmean():+.3f}")
+              + f"   mean over steps {mean.nanmean():+.3f} ({int((~mean.isnan()).sum())} steps with a value)")
     print(f"\nFigure 5: APO's sensitivity, report seeds (the others at beta={cfg.beta}, lam={cfg.lam}, "
           f"K={cfg.top_k})")
     for knob, rows in sens.items():
@@ -138,14 +143,16 @@ def plot(result, cfg, path):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(1, 4, figsize=(17, 4))
     colors = {"kl": METHOD_COLORS["grpo_kl"], "pull": METHOD_COLORS["apo"]}
-    for key, r in result["cosines"].items():  # a moving mean of 10 steps: one batch is noisy
-        mean, se = (torch.tensor(r[k]).nan_to_num().unfold(0, 10, 1).mean(-1) for k in ("mean", "se"))
-        steps = range(10, len(mean) + 10)
+    for key, r in result["cosines"].items():  # a moving mean of up to 10 steps: one batch is noisy
+        w = min(10, len(r["mean"]))
+        mean, se = (torch.tensor(r[k], dtype=torch.float64).unfold(0, w, 1).nanmean(-1)
+                    for k in ("mean", "se"))
+        steps = range(w, len(mean) + w)
         line = "-" if "reward" in key else "--"
         ax[0].plot(steps, mean, color=colors[key[4:key.index(",")]], linestyle=line, label=key)
         ax[0].fill_between(steps, mean - se, mean + se, color=colors[key[4:key.index(",")]], alpha=0.2)
     ax[0].axhline(0, color="0.5", lw=0.8)
-    ax[0].set(xlabel="step", ylabel="cosine, mean of 10 steps", title="Figure 2: gradients (± s.e.)")
+    ax[0].set(xlabel="step", ylabel="cosine, mean of 10 steps", title="Figure 2: gradients (band: mean s.e.)")
     ax[0].legend(fontsize=8)
     for a, (knob, rows) in zip(ax[1:], result["sensitivity"].items()):
         xs = [r["value"] for r in rows]
@@ -164,6 +171,8 @@ def plot(result, cfg, path):
 
 def main(argv=None):
     cfg = tree_demo.parse_args(argv, Config, __doc__)
+    if cfg.every < 1:
+        sys.exit("error: --every must be at least 1")
     seeds = tree_demo.seed_sets(cfg)[0]
     print(f"knobs: beta={cfg.beta}, kl_coef={cfg.kl_coef}, lam={cfg.lam}, K={cfg.top_k}; "
           f"report seeds {seeds}")
