@@ -270,20 +270,22 @@ def print_derived(d, args):
     f = d["forgotten"]
     where = "selected on the other seeds, measured on the held-out one" if f["held_out"] else \
         "one seed: selected and measured on the same samples, so GRPO's 0 holds by construction"
-    print(f"forgotten (base solves within {args.n}, GRPO never; {where}): sets of "
-          + ", ".join(map(str, f["sizes"])) + " problems; " + ("share still solved: " + ", ".join(
-              f"{m} {v[0]:.2f} +- {v[1]:.2f}" for m, v in f["kept_share"].items()) if any(f["sizes"])
-              else "no forgotten problems") + " (folds share seeds: the SE is indicative)")
+    print(f"forgotten (base solves within {args.n}, GRPO never; {where}):\n  sets of "
+          + ", ".join(map(str, f["sizes"])) + " problems; " + ("share still solved (folds share seeds: "
+          "the SE is indicative):\n  " + ", ".join(f"{m} {v[0]:.2f} +- {v[1]:.2f}" for m, v in
+                                                   f["kept_share"].items()) if any(f["sizes"])
+              else "no forgotten problems"))
     print(f"\npaired by seed ({args.seeds} seeds; * = beyond 2 SE, not a t-test: with few seeds the "
-          "t quantile is larger)" + "".join(f"{x:>22}" for x in PAIRED))
+          f"t quantile is larger)\n{'':<20}" + "".join(f"{x:>22}" for x in PAIRED))
     for name, row in d["paired"].items():
         print(f"{name:<20}" + "".join(f"{m:>+11.3f} +- {se:.3f}{'*' if hold else ' '}"
                                       for m, se, hold in row.values()))
     for key in d["by_category"]["base"]:
         print(f"{key:<18}" + ", ".join(f"{m} {v[key][0]:.3f} +- {v[key][1]:.3f}"
                                        for m, v in d["by_category"].items()))
-    print("'add first' share of samples (both / left_only / hard): " + ", ".join(
-        f"{m} " + " / ".join(f"{x:.3f}" for x in v.values()) for m, v in d["add_first_share"].items()))
+    shares = [f"{m} " + " / ".join(f"{x:.3f}" for x in v.values()) for m, v in d["add_first_share"].items()]
+    print("'add first' share of samples (both / left_only / hard):" + "".join(
+        ("\n  " if i % 3 == 0 else ", ") + x for i, x in enumerate(shares)))
 
 
 def report_seeds(args, base):

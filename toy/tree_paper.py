@@ -1,7 +1,7 @@
 """Two of the paper's figures on the tree toy: its Figure 2 (gradient dynamics) and Figure 5
 (sensitivity to beta, lam and K).
 
-Run:  python toy/tree_paper.py   (about 1 minute on 2 CPU cores; writes toy/tree_paper.png)
+Run:  python toy/tree_paper.py   (47 s measured on 2 idle CPU cores; writes toy/tree_paper.png)
 
 Figure 2, "gradient dynamics": the paper says the KL term's gradient conflicts with the reward
 term's, while APO's pull is aligned with the safe manifold (METHOD.md §3, §4c, Proposition 2.1).
